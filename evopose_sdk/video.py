@@ -1,0 +1,332 @@
+"""Pose on video: frame sources, and a generator of (frame, PoseResult) with tracking.
+
+>>> from evopose_sdk import PoseEstimator
+>>> with PoseEstimator("evopose2d-s") as est:                       # doctest: +SKIP
+...     for frame, people in est.stream("walk.mp4", detect_every=3):
+...         print(people.track_ids, people.speed_ms)
+
+A source is a video file, a folder of images (sorted by name), one image file, or a
+webcam index (``0`` or ``"0"``). Each frame is estimated as one batch of crops by the
+estimator; person ids come from :class:`~evopose_sdk.tracking.ByteTracker`; keypoints are
+smoothed per track with the One-Euro filter (:class:`~evopose_sdk.smoothing.KeypointSmoother`).
+
+With ``detect_every=k`` the person detector runs on frames 0, k, 2k, ...; on the frames
+between, each person's crop comes from the previous frame's keypoints (their extent,
+padded), so the pose network tracks the person and the detector cost is paid once in k
+frames. If the previous frame has nobody, the detector runs anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from evopose_sdk.errors import EvoPoseError, VideoError
+from evopose_sdk.smoothing import KeypointSmoother
+from evopose_sdk.tracking import ByteTracker
+
+if TYPE_CHECKING:
+    from evopose_sdk.result import PoseResult
+
+__all__ = ["FrameInfo", "FrameSource", "open_source", "stream", "stream_with_info",
+           "keypoint_boxes", "IMAGE_SUFFIXES"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """Where a frame came from: ``index`` (0-based), ``time_s`` (seconds from the start,
+    from the video clock or ``index / fps``) and ``name`` (image file name, or "")."""
+
+    index: int
+    time_s: float
+    name: str = ""
+
+
+class FrameSource:
+    """Iterable of ``(FrameInfo, frame_bgr)`` from a video file, image folder, image or webcam.
+
+    Attributes:
+        kind: ``"video"``, ``"images"`` or ``"webcam"``.
+        name: a short name for output files (file stem, folder name, ``webcam0``).
+        path: the source path (None for a webcam).
+        fps: frames per second (the container's; 30 when unknown or for images).
+        frame_count: number of frames if known, else -1.
+        frame_hw: (height, width) of the first frame.
+
+    Use :func:`open_source` to make one; it checks the source is readable up front.
+    """
+
+    def __init__(self, kind: str, name: str, path: Path | None, fps: float, frame_count: int,
+                 frame_hw: tuple[int, int], cap: cv2.VideoCapture | None = None,
+                 images: list[Path] | None = None, first: np.ndarray | None = None) -> None:
+        self.kind, self.name, self.path = kind, name, path
+        self.fps, self.frame_count, self.frame_hw = fps, frame_count, frame_hw
+        self._cap, self._images, self._first = cap, images, first
+
+    def __iter__(self) -> Iterator[tuple[FrameInfo, np.ndarray]]:
+        if self._images is not None:
+            yield from self._iter_images()
+        else:
+            yield from self._iter_capture()
+
+    def _iter_images(self) -> Iterator[tuple[FrameInfo, np.ndarray]]:
+        from evopose_sdk.io import read_image
+
+        index = 0
+        for p in self._images or []:
+            try:
+                image = read_image(p)
+            except EvoPoseError as exc:
+                logger.warning("skipping %s", exc)
+                continue
+            yield FrameInfo(index, index / self.fps, p.name), image
+            index += 1
+
+    def _iter_capture(self) -> Iterator[tuple[FrameInfo, np.ndarray]]:
+        cap = self._cap
+        if cap is None:
+            raise VideoError(f"{self.name} is closed")
+        index, frame = 0, self._first
+        self._first = None
+        try:
+            while True:
+                if frame is None:
+                    ok, frame = cap.read()
+                    if not ok or frame is None:
+                        break
+                t_ms = cap.get(cv2.CAP_PROP_POS_MSEC) if self.kind == "video" else 0.0
+                t = t_ms / 1000.0 if t_ms and t_ms > 0 and index > 0 else index / self.fps
+                yield FrameInfo(index, t), frame
+                index += 1
+                frame = None
+        finally:
+            self.close()
+        if 0 < self.frame_count and index < self.frame_count - 1:
+            logger.warning("%s ended after %d of %d frames (truncated or corrupt?)",
+                           self.path, index, self.frame_count)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"FrameSource(kind={self.kind!r}, name={self.name!r}, fps={self.fps:.2f}, "
+                f"frame_count={self.frame_count}, frame_hw={self.frame_hw})")
+
+
+def _is_webcam(source: Any) -> bool:
+    return isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()
+                                       and not Path(source).exists())
+
+
+def open_source(source: str | int | os.PathLike | FrameSource, fps: float | None = None) -> FrameSource:
+    """Open a frame source and read its first frame to prove it is readable.
+
+    Args:
+        source: a video path, an image folder, an image path, a webcam index (int or
+            digit string), or an already open :class:`FrameSource` (returned as is).
+        fps: frame rate to assume for images (default 30) or to override the container's.
+
+    Raises:
+        VideoError: missing path, empty folder, or a file OpenCV cannot decode.
+    """
+    if isinstance(source, FrameSource):
+        return source
+    if _is_webcam(source):
+        idx = int(source)
+        cap = cv2.VideoCapture(idx)
+        ok, first = (cap.read() if cap.isOpened() else (False, None))
+        if not ok or first is None:
+            cap.release()
+            raise VideoError(f"cannot open webcam {idx}")
+        rate = fps or cap.get(cv2.CAP_PROP_FPS) or 30.0
+        return FrameSource("webcam", f"webcam{idx}", None, _valid_fps(rate), -1,
+                           first.shape[:2], cap=cap, first=first)
+    path = Path(os.fspath(source))
+    if not path.exists():
+        raise VideoError(f"source not found: {path}")
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir()
+                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise VideoError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+        return _image_source(path, path.name or "images", images, fps)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _image_source(path, path.stem, [path], fps)
+    if path.stat().st_size == 0:
+        raise VideoError(f"video file is empty (0 bytes): {path}")
+    cap = cv2.VideoCapture(str(path))
+    ok, first = (cap.read() if cap.isOpened() else (False, None))
+    if not ok or first is None or first.ndim != 3:
+        cap.release()
+        raise VideoError(f"cannot read video {path}: not a video OpenCV can decode, or corrupt")
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or -1)
+    rate = fps or cap.get(cv2.CAP_PROP_FPS)
+    return FrameSource("video", path.stem, path, _valid_fps(rate), count if count > 0 else -1,
+                       first.shape[:2], cap=cap, first=first)
+
+
+def _valid_fps(rate: float | None) -> float:
+    return float(rate) if rate and math.isfinite(rate) and 0 < rate <= 1000 else 30.0
+
+
+def _image_source(path: Path, name: str, images: list[Path], fps: float | None) -> FrameSource:
+    from evopose_sdk.io import read_image
+
+    first_hw = None
+    for p in images:
+        try:
+            first_hw = read_image(p).shape[:2]
+            break
+        except EvoPoseError as exc:
+            logger.warning("skipping %s", exc)
+    if first_hw is None:
+        raise VideoError(f"none of the {len(images)} image(s) in {path} can be read")
+    return FrameSource("images", name, path, _valid_fps(fps), len(images), first_hw,
+                       images=images)
+
+
+def keypoint_boxes(result: PoseResult, keypoint_threshold: float = 0.2, pad: float = 0.1,
+                   min_keypoints: int = 3) -> np.ndarray:
+    """Person boxes (n, 4) xyxy px from each person's keypoints, for the next frame's crops.
+
+    The box is the extent of keypoints scoring at least ``keypoint_threshold``, grown by
+    ``pad`` x its size on every side and clipped to the image. People with fewer than
+    ``min_keypoints`` such keypoints (or a degenerate extent) keep their current box.
+    """
+    boxes = result.boxes_xyxy.astype(np.float32).copy()
+    h, w = result.image_hw
+    for i in range(len(result)):
+        kp = result.keypoints[i]
+        ok = kp[:, 2] >= keypoint_threshold
+        if int(ok.sum()) < min_keypoints:
+            continue
+        x1, y1 = kp[ok, :2].min(axis=0)
+        x2, y2 = kp[ok, :2].max(axis=0)
+        bw, bh = x2 - x1, y2 - y1
+        if bw < 2 or bh < 2:
+            continue
+        boxes[i] = (max(0.0, x1 - pad * bw), max(0.0, y1 - pad * bh),
+                    min(w - 1.0, x2 + pad * bw), min(h - 1.0, y2 + pad * bh))
+    return boxes
+
+
+def _make_smoother(smoothing: Any) -> KeypointSmoother | None:
+    if smoothing is None or smoothing is False:
+        return None
+    if smoothing is True or (isinstance(smoothing, str) and smoothing.lower() in ("one-euro", "oneeuro", "one_euro")):
+        return KeypointSmoother()
+    if isinstance(smoothing, KeypointSmoother):
+        return smoothing
+    raise ValueError(f"smoothing must be True, False/None, 'one-euro' or a KeypointSmoother; "
+                     f"received {smoothing!r}")
+
+
+def stream_with_info(
+    estimator: Any,
+    source: str | int | os.PathLike | FrameSource,
+    *,
+    detect_every: int = 1,
+    smoothing: bool | str | KeypointSmoother | None = True,
+    tracking: bool | ByteTracker = True,
+    max_frames: int | None = None,
+    keypoint_box_threshold: float = 0.2,
+    fps: float | None = None,
+) -> Iterator[tuple[FrameInfo, np.ndarray, PoseResult]]:
+    """Like :func:`stream`, yielding ``(FrameInfo, frame_bgr, PoseResult)``."""
+    if not isinstance(detect_every, (int, np.integer)) or detect_every < 1:
+        raise ValueError(f"detect_every must be an integer >= 1; received {detect_every!r}")
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"max_frames must be >= 0 or None; received {max_frames}")
+    tracker = tracking if isinstance(tracking, ByteTracker) else (ByteTracker() if tracking else None)
+    smoother = _make_smoother(smoothing)
+    if smoother is not None and tracker is None:
+        logger.warning("smoothing needs tracking (it filters each track); smoothing is off")
+        smoother = None
+    src = open_source(source, fps=fps)
+    previous: PoseResult | None = None
+    try:
+        for info, frame in src:
+            if max_frames is not None and info.index >= max_frames:
+                break
+            if info.index % detect_every == 0 or previous is None or len(previous) == 0:
+                result = estimator.estimate(frame)
+            else:
+                boxes = keypoint_boxes(previous, keypoint_box_threshold)
+                result = estimator.estimate_boxes(frame, boxes)
+            speed = dict(result.speed_ms)
+            if tracker is not None:
+                t0 = time.perf_counter()
+                result.track_ids = tracker.update(result.boxes_xyxy, result.box_scores)
+                speed["track"] = (time.perf_counter() - t0) * 1e3
+            if smoother is not None:
+                t0 = time.perf_counter()
+                result.keypoints = smoother(result.keypoints, result.track_ids, info.time_s)
+                speed["smooth"] = (time.perf_counter() - t0) * 1e3
+            result.speed_ms = speed
+            previous = result
+            yield info, frame, result
+    finally:
+        src.close()
+
+
+def stream(
+    estimator: Any,
+    source: str | int | os.PathLike | FrameSource,
+    *,
+    detect_every: int = 1,
+    smoothing: bool | str | KeypointSmoother | None = True,
+    tracking: bool | ByteTracker = True,
+    max_frames: int | None = None,
+    keypoint_box_threshold: float = 0.2,
+    fps: float | None = None,
+) -> Iterator[tuple[np.ndarray, PoseResult]]:
+    """Run ``estimator`` over a video, image folder or webcam; yield ``(frame_bgr, PoseResult)``.
+
+    Args:
+        estimator: a :class:`~evopose_sdk.PoseEstimator` (needs ``estimate(frame)`` and
+            ``estimate_boxes(frame, boxes_xyxy)``).
+        source: video path, image folder, image path, webcam index (``0`` / ``"0"``) or a
+            :class:`FrameSource`.
+        detect_every: run the person detector every k frames; in between, crops come from
+            the previous frame's keypoints (see :func:`keypoint_boxes`).
+        smoothing: ``True`` / ``"one-euro"`` for One-Euro smoothing of keypoints per track,
+            ``False`` / ``None`` for raw keypoints, or a configured :class:`KeypointSmoother`.
+        tracking: ``True`` for persistent ``track_ids`` (ByteTrack-style), ``False`` for -1
+            ids, or a configured :class:`~evopose_sdk.tracking.ByteTracker`.
+        max_frames: stop after this many frames.
+        keypoint_box_threshold: keypoint score needed to count in a keypoint-derived box.
+        fps: frame rate for image folders, or to override the container's.
+
+    Yields:
+        ``(frame_bgr (H, W, 3) uint8, PoseResult)``; ``speed_ms`` gains ``"track"`` and
+        ``"smooth"`` stages.
+
+    Raises:
+        VideoError: the source is missing or unreadable (raised at the first ``next()``).
+    """
+    for _, frame, result in stream_with_info(
+            estimator, source, detect_every=detect_every, smoothing=smoothing,
+            tracking=tracking, max_frames=max_frames,
+            keypoint_box_threshold=keypoint_box_threshold, fps=fps):
+        yield frame, result
