@@ -1,0 +1,208 @@
+"""Inference backends: one small class per runtime, same call.
+
+``backend.run(batch)`` takes (N, H, W, 3) float32 RGB 0-255 crops and returns NHWC float32
+heatmaps (N, Hh, Ww, K). Preprocessing (normalisation) is inside the model graph; the int8
+TFLite path quantises the input with the file's own parameters, as a phone app would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from evopose_sdk.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """Runs a pose model on a batch of crops."""
+
+    input_hw: tuple[int, int]
+
+    def run(self, batch_nhwc: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) float32 RGB 0-255 -> (N, Hh, Ww, K) float32 heatmaps."""
+        ...
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+        ...
+
+
+def _check_batch(batch: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    b = np.asarray(batch, dtype=np.float32)
+    if b.ndim != 4 or b.shape[1:] != (input_hw[0], input_hw[1], 3):
+        raise ValueError(f"batch must be (N, {input_hw[0]}, {input_hw[1]}, 3); "
+                         f"received {b.shape}")
+    return b
+
+
+def _check_heatmaps(out: np.ndarray, path: Path, n: int) -> np.ndarray:
+    if out.ndim != 4 or out.shape[0] != n:
+        raise ModelError(f"{path.name} is not a pose heatmap model: its output has shape "
+                         f"{out.shape}, expected NHWC heatmaps ({n}, H/s, W/s, K)")
+    return out.astype(np.float32, copy=False)
+
+
+class OnnxBackend:
+    """ONNX Runtime (CPU by default) with a dynamic or fixed batch dimension.
+
+    Args:
+        path: ``.onnx`` file.
+        threads: intra-op threads (None = onnxruntime's default, all cores).
+        input_name, output_name: tensor names (from the card); the only input/output is used
+            when the file has just one.
+        providers: onnxruntime execution providers (default CPU).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None,
+                 input_name: str = "image", output_name: str = "heatmaps",
+                 providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=opts,
+                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ModelError(f"cannot load ONNX model {self.path}: {exc}") from None
+        inputs = self.session.get_inputs()
+        outputs = self.session.get_outputs()
+        names_in = [i.name for i in inputs]
+        names_out = [o.name for o in outputs]
+        inp = next((i for i in inputs if i.name == input_name), inputs[0] if len(inputs) == 1 else None)
+        out = next((o for o in outputs if o.name == output_name),
+                   outputs[0] if len(outputs) == 1 else None)
+        if inp is None or out is None:
+            raise ModelError(f"{self.path.name} is not a pose model: expected input "
+                             f"{input_name!r} and output {output_name!r}; it has inputs "
+                             f"{names_in} and outputs {names_out}")
+        if len(inp.shape) != 4 or inp.shape[3] != 3 or not all(isinstance(d, int) for d in inp.shape[1:3]):
+            raise ModelError(f"{self.path.name} is not a pose model: input {inp.name!r} has shape "
+                             f"{inp.shape}, expected NHWC (N, H, W, 3) with fixed H, W")
+        if len(out.shape) != 4:
+            raise ModelError(f"{self.path.name} is not a pose model: output {out.name!r} has shape "
+                             f"{out.shape}, expected NHWC heatmaps (N, H/s, W/s, K)")
+        if "float" not in inp.type:
+            raise ModelError(f"{self.path.name}: input {inp.name!r} is {inp.type}, expected float")
+        self.input_name = inp.name
+        self.output_name = out.name
+        self.input_hw = (int(inp.shape[1]), int(inp.shape[2]))
+        self.output_shape = tuple(out.shape)
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self._float16 = "float16" in inp.type
+
+    def run(self, batch_nhwc: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) float32 RGB 0-255 -> (N, Hh, Ww, K) float32."""
+        b = _check_batch(batch_nhwc, self.input_hw)
+        if self._float16:
+            b = b.astype(np.float16)
+        if self.fixed_batch is None or self.fixed_batch == b.shape[0]:
+            out = self.session.run([self.output_name], {self.input_name: b})[0]
+        elif self.fixed_batch == 1:
+            out = np.concatenate([self.session.run([self.output_name], {self.input_name: b[i:i + 1]})[0]
+                                  for i in range(b.shape[0])], axis=0)
+        else:
+            raise ModelError(f"{self.path.name} has a fixed batch of {self.fixed_batch}; "
+                             "export it with a dynamic batch")
+        return _check_heatmaps(out, self.path, b.shape[0])
+
+    def close(self) -> None:
+        self.session = None
+
+
+class TFLiteBackend:
+    """LiteRT (``ai_edge_litert``) interpreter for fp32, fp16 and int8 files.
+
+    The interpreter has a fixed batch of 1, so crops run one after another, as on a phone.
+    Integer input (uint8/int8) is quantised with the file's scale and zero point; integer
+    output is dequantised the same way.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None,
+                 input_name: str = "image", output_name: str = "heatmaps") -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise ModelError("the TFLite backend needs ai-edge-litert: pip install "
+                             "'evopose-sdk[tflite]'") from None
+        self.path = Path(path)
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path),
+                                           num_threads=int(threads) if threads else None)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load TFLite model {self.path}: {exc}") from None
+        ins = self.interpreter.get_input_details()
+        outs = self.interpreter.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ModelError(f"{self.path.name} is not a pose model: expected one input and one "
+                             f"output; it has {len(ins)} inputs and {len(outs)} outputs")
+        self._in, self._out = ins[0], outs[0]
+        shape = tuple(int(v) for v in self._in["shape"])
+        if len(shape) != 4 or shape[3] != 3:
+            raise ModelError(f"{self.path.name} is not a pose model: input shape {shape}, "
+                             "expected (1, H, W, 3)")
+        if len(self._out["shape"]) != 4:
+            raise ModelError(f"{self.path.name} is not a pose model: output shape "
+                             f"{tuple(self._out['shape'])}, expected (1, H/s, W/s, K)")
+        self.input_hw = (shape[1], shape[2])
+        self.input_dtype = np.dtype(self._in["dtype"])
+        self.output_dtype = np.dtype(self._out["dtype"])
+        self._in_q = self._in.get("quantization", (0.0, 0))
+        self._out_q = self._out.get("quantization", (0.0, 0))
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        if self.input_dtype.kind == "f":
+            return x.astype(self.input_dtype)
+        scale, zero = self._in_q
+        if not scale:
+            raise ModelError(f"{self.path.name}: integer input without quantisation parameters")
+        info = np.iinfo(self.input_dtype)
+        q = np.round(x / scale + zero)
+        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        if self.output_dtype.kind == "f":
+            return y.astype(np.float32)
+        scale, zero = self._out_q
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+    def run(self, batch_nhwc: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) float32 RGB 0-255 -> (N, Hh, Ww, K) float32 (one crop at a time)."""
+        b = _check_batch(batch_nhwc, self.input_hw)
+        outs = []
+        for i in range(b.shape[0]):
+            self.interpreter.set_tensor(self._in["index"], self._quantize(b[i:i + 1]))
+            self.interpreter.invoke()
+            outs.append(self._dequantize(self.interpreter.get_tensor(self._out["index"])))
+        if not outs:
+            shape = tuple(int(v) for v in self._out["shape"][1:])
+            return np.zeros((0, *shape), np.float32)
+        return _check_heatmaps(np.concatenate(outs, axis=0), self.path, b.shape[0])
+
+    def close(self) -> None:
+        self.interpreter = None
+
+
+BACKENDS = {"onnxruntime": OnnxBackend, "onnx": OnnxBackend, "tflite": TFLiteBackend}
+
+
+def make_backend(path: str | os.PathLike, backend: str | None = None, threads: int | None = None,
+                 input_name: str = "image", output_name: str = "heatmaps") -> Backend:
+    """Backend for a model file; ``backend=None`` picks it from the file extension."""
+    if backend is None:
+        backend = "tflite" if str(path).lower().endswith(".tflite") else "onnxruntime"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {sorted(set(BACKENDS))}")
+    return BACKENDS[backend](path, threads=threads, input_name=input_name, output_name=output_name)

@@ -1,0 +1,326 @@
+"""Top-down pose estimation: detector -> crops (one batch per image) -> heatmaps -> people.
+
+Pipeline of :meth:`PoseEstimator.estimate`:
+
+1. load/convert the image to HxWx3 uint8 BGR (:mod:`evopose_sdk.io`);
+2. person boxes from the detector (or the caller), clipped to the image, top ``max_people``;
+3. one affine crop per box at the model's aspect ratio, padded ``box_padding`` times
+   (:mod:`evopose_sdk.geometry`), BGR -> RGB, all crops of the image in ONE batch; with
+   ``flip_test`` the mirrored crops are appended to the same batch;
+4. heatmaps; flipped ones are mirrored back with left/right channels swapped
+   (:func:`evopose_sdk.decode.flip_back`, exact under the pixel-centre convention) and
+   averaged with the plain ones;
+5. decoding (``"dark"``, ``"quarter"`` or ``"argmax"``), heatmap cells -> crop pixels ->
+   image pixels through the inverse affine;
+6. instance score = mean of the keypoint scores above ``keypoint_score_floor`` (0 if none)
+   x detector box score; OKS-NMS drops duplicate people; people sorted by instance score.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from evopose_sdk.backends import make_backend
+from evopose_sdk.card import ModelCard
+from evopose_sdk.decode import DECODE_METHODS, decode_heatmaps, flip_back
+from evopose_sdk.detectors import Detector, make_detector, validate_boxes
+from evopose_sdk.errors import ModelError
+from evopose_sdk.geometry import (
+    apply_affine,
+    box_to_center_size,
+    crop_affine,
+    heatmap_to_crop,
+    invert_affine,
+    warp_crop,
+)
+from evopose_sdk.io import DEFAULT_MAX_IMAGE_PIXELS, load_image
+from evopose_sdk.nms import oks_nms
+from evopose_sdk.registry import resolve_model
+from evopose_sdk.result import PoseResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PoseEstimatorOptions:
+    """Options of :class:`PoseEstimator` (all keyword arguments of its constructor).
+
+    Attributes:
+        model: shipped model name (``"evopose2d-s"``) or path to ``.onnx`` / ``.tflite``.
+        detector: ``"default"`` (SSD-MobileNetV2), ``"whole-image"``, a YOLO ``.onnx`` path,
+            a ``.pt`` path (ultralytics), or a :class:`~evopose_sdk.detectors.Detector`.
+        flip_test: average the heatmaps of the crop and of its mirror image.
+        backend: ``"onnxruntime"`` or ``"tflite"`` (None: from the file extension).
+        threads: inference threads (None = runtime default).
+        decode: ``"dark"``, ``"quarter"`` or ``"argmax"``.
+        box_padding: crop = box at the model's aspect ratio times this.
+        max_people: pose is run for at most this many boxes (highest detector scores).
+        oks_nms: OKS threshold for dropping duplicate people (None = off).
+        detector_score_threshold, detector_nms_iou: override the detector's defaults.
+        keypoint_score_floor: keypoint scores at or below this are left out of the
+            instance score mean.
+        precision: pick a shipped model's precision by name (``"fp32"``, ``"fp16"``, ``"int8"``).
+        verify_sha256: check the card's sha256 against the model file on load.
+        max_image_pixels: refuse larger images (InputError).
+        max_batch: crops per model call (None = all crops of an image in one call).
+    """
+
+    model: str | os.PathLike = "evopose2d-s"
+    detector: Any = "default"
+    flip_test: bool = True
+    backend: str | None = "onnxruntime"
+    threads: int | None = None
+    decode: str = "dark"
+    box_padding: float = 1.25
+    max_people: int = 32
+    oks_nms: float | None = 0.9
+    detector_score_threshold: float | None = None
+    detector_nms_iou: float | None = None
+    keypoint_score_floor: float = 0.2
+    precision: str | None = None
+    verify_sha256: bool = True
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_batch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODE_METHODS:
+            raise ValueError(f"decode must be one of {DECODE_METHODS}; received {self.decode!r}")
+        if self.backend not in (None, "onnxruntime", "onnx", "tflite"):
+            raise ValueError(f"backend must be 'onnxruntime' or 'tflite'; received {self.backend!r}")
+        if not self.box_padding > 0:
+            raise ValueError(f"box_padding must be positive; received {self.box_padding}")
+        if int(self.max_people) < 1:
+            raise ValueError(f"max_people must be >= 1; received {self.max_people}")
+        if self.oks_nms is not None and not 0 < self.oks_nms <= 1:
+            raise ValueError(f"oks_nms must be in (0, 1] or None; received {self.oks_nms}")
+        if self.max_batch is not None and int(self.max_batch) < 1:
+            raise ValueError(f"max_batch must be >= 1 or None; received {self.max_batch}")
+
+
+class PoseEstimator:
+    """Image -> people with boxes, scores and K keypoints ``(x, y, score)`` in image pixels.
+
+    Example::
+
+        with PoseEstimator("evopose2d-s") as est:
+            people = est("photo.jpg")
+            cv2.imwrite("out.jpg", people.draw(cv2.imread("photo.jpg")))
+
+    Args:
+        model: see :class:`PoseEstimatorOptions` (all its fields are keyword arguments here).
+        options: a complete :class:`PoseEstimatorOptions` instead of keyword arguments.
+
+    Raises:
+        ModelError: the model cannot be found, its card does not match, or it is not a pose
+            model. DetectorError: the detector cannot be built.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, *,
+                 options: PoseEstimatorOptions | None = None, **kwargs: Any) -> None:
+        if options is not None and (kwargs or model is not None):
+            raise TypeError("pass either options=PoseEstimatorOptions(...) or keyword "
+                            "arguments, not both")
+        if options is None:
+            known = {f.name for f in fields(PoseEstimatorOptions)}
+            unknown = sorted(set(kwargs) - known)
+            if unknown:
+                import difflib
+
+                hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (
+                    m := difflib.get_close_matches(u, known, n=1)) else "") for u in unknown]
+                raise TypeError(f"unknown PoseEstimator option(s): {', '.join(hints)}")
+            if model is not None:
+                kwargs["model"] = model
+            options = PoseEstimatorOptions(**kwargs)
+        self.options = options
+        backend = options.backend
+        if backend is None:
+            backend = "tflite" if str(options.model).lower().endswith(".tflite") else "onnxruntime"
+        resolved = resolve_model(options.model, backend=backend, precision=options.precision,
+                                 verify=options.verify_sha256)
+        self.model_path: Path = resolved.path
+        self.card: ModelCard = resolved.card
+        if backend in ("onnxruntime", "onnx") and self.card.file_format != "onnx" or \
+                backend == "tflite" and self.card.file_format != "tflite":
+            raise ModelError(f"backend {backend!r} cannot run the {self.card.file_format} file "
+                             f"{self.model_path}")
+        self.backend = make_backend(self.model_path, backend, options.threads,
+                                    self.card.input_name, self.card.output_name)
+        if tuple(self.backend.input_hw) != tuple(self.card.input_size):
+            raise ModelError(f"card/file mismatch for {self.model_path}: card input_size "
+                             f"{self.card.input_size}, model input {self.backend.input_hw}")
+        self._checked_output = False
+        if not self.card.trained:
+            logger.warning("model %s (%s) has UNTRAINED random weights: its keypoints are "
+                           "meaningless; use it for testing the pipeline only",
+                           self.card.name, self.model_path.name)
+        if isinstance(options.detector, (str, os.PathLike)) or options.detector is None:
+            self.detector: Detector = make_detector(
+                options.detector, options.detector_score_threshold, options.detector_nms_iou,
+                threads=options.threads)
+        else:
+            self.detector = make_detector(options.detector)
+        self._flip_pairs = [tuple(p) for p in self.card.flip_pairs]
+        self._aspect = self.card.input_size[1] / self.card.input_size[0]
+
+    # -- context manager ---------------------------------------------------------------
+    def __enter__(self) -> PoseEstimator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the inference session."""
+        if self.backend is not None:
+            self.backend.close()
+
+    def __repr__(self) -> str:
+        o = self.options
+        return (f"PoseEstimator(model={self.card.name!r}, file={self.model_path.name!r}, "
+                f"detector={type(self.detector).__name__}, flip_test={o.flip_test}, "
+                f"decode={o.decode!r})")
+
+    # -- public calls ------------------------------------------------------------------
+    def estimate(self, image: np.ndarray | str | os.PathLike, boxes: np.ndarray | list | None = None,
+                 color: str = "bgr") -> PoseResult:
+        """Find people and their keypoints.
+
+        Args:
+            image: (H, W, 3) uint8 BGR array (as cv2 reads it; ``color="rgb"`` for RGB),
+                grayscale / 4-channel / uint16 arrays (converted), or an image path.
+            boxes: optional (n, 4) person boxes xyxy in image pixels; skips the detector.
+            color: channel order of array input, ``"bgr"`` or ``"rgb"``.
+
+        Returns:
+            A :class:`PoseResult` (empty when nobody is found).
+
+        Raises:
+            InputError: unreadable image, bad shape/dtype, bad boxes.
+        """
+        img = load_image(image, color=color, max_pixels=self.options.max_image_pixels)
+        t0 = time.perf_counter()
+        if boxes is None:
+            det_boxes, det_scores = self.detector.detect(img)
+            det_boxes = np.asarray(det_boxes, np.float32).reshape(-1, 4)
+            det_scores = np.asarray(det_scores, np.float32).reshape(-1)
+        else:
+            det_boxes = validate_boxes(boxes, img.shape[:2])
+            det_scores = np.ones((len(det_boxes),), np.float32)
+        speed = {"detect": (time.perf_counter() - t0) * 1000.0}
+        return self._pose(img, det_boxes, det_scores, speed)
+
+    __call__ = estimate
+
+    def estimate_boxes(self, image: np.ndarray | str | os.PathLike, boxes_xyxy: np.ndarray | list,
+                       box_scores: np.ndarray | list | None = None, color: str = "bgr",
+                       nms: bool = False) -> PoseResult:
+        """Pose only, for the given boxes (no detector), one person per box in box order.
+
+        Args:
+            image: as in :meth:`estimate`.
+            boxes_xyxy: (n, 4) boxes in image pixels.
+            box_scores: (n,) scores carried into the result (default 1.0).
+            nms: apply OKS-NMS (off by default so result i belongs to box i).
+        """
+        img = load_image(image, color=color, max_pixels=self.options.max_image_pixels)
+        b = validate_boxes(boxes_xyxy, img.shape[:2])
+        s = np.ones((len(b),), np.float32) if box_scores is None else \
+            np.asarray(box_scores, np.float32).reshape(-1)
+        if s.shape != (len(b),):
+            raise ValueError(f"box_scores must have shape ({len(b)},); received {s.shape}")
+        return self._pose(img, b, s, {"detect": 0.0}, keep_order=not nms)
+
+    def stream(self, source: Any, **kwargs: Any):
+        """Frames and results from a video, folder or webcam: see :func:`evopose_sdk.video.stream`."""
+        from evopose_sdk import video
+
+        return video.stream(self, source, **kwargs)
+
+    # -- internals ---------------------------------------------------------------------
+    def _empty(self, image_hw: tuple[int, int], speed: dict[str, float]) -> PoseResult:
+        return PoseResult.empty(image_hw, self.card.keypoint_names, self.card.skeleton, speed)
+
+    def _run_model(self, crops: np.ndarray) -> np.ndarray:
+        mb = self.options.max_batch
+        if mb is None or len(crops) <= mb:
+            hm = self.backend.run(crops)
+        else:
+            hm = np.concatenate([self.backend.run(crops[i:i + mb])
+                                 for i in range(0, len(crops), mb)], axis=0)
+        if not self._checked_output:
+            want = (*self.card.heatmap_size, self.card.num_keypoints)
+            if tuple(hm.shape[1:]) != want:
+                raise ModelError(
+                    f"card/file mismatch for {self.model_path.name}: heatmaps of shape "
+                    f"{tuple(hm.shape[1:])}, but the card (input {self.card.input_size}, stride "
+                    f"{self.card.heatmap_stride}, {self.card.num_keypoints} keypoints) gives {want}")
+            self._checked_output = True
+        return hm
+
+    def _pose(self, img: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray,
+              speed: dict[str, float], keep_order: bool = False) -> PoseResult:
+        h, w = img.shape[:2]
+        opts = self.options
+        t0 = time.perf_counter()
+        if len(boxes):
+            boxes = boxes.copy()
+            boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
+            boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
+            ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            if not keep_order:
+                boxes, box_scores = boxes[ok], box_scores[ok]
+                order = np.argsort(-box_scores, kind="stable")[: int(opts.max_people)]
+                boxes, box_scores = boxes[order], box_scores[order]
+        n = len(boxes)
+        if n == 0:
+            speed.update(preprocess=(time.perf_counter() - t0) * 1000.0, pose=0.0, postprocess=0.0)
+            return self._empty((h, w), speed)
+        in_h, in_w = self.card.input_size
+        mats = np.zeros((n, 2, 3), np.float64)
+        crops = np.zeros((n * (2 if opts.flip_test else 1), in_h, in_w, 3), np.float32)
+        for i, box in enumerate(boxes):
+            center, size = box_to_center_size(box, self._aspect, opts.box_padding)
+            mats[i] = crop_affine(center, size, (in_h, in_w))
+            crop = warp_crop(img, mats[i], (in_h, in_w))
+            crops[i] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        if opts.flip_test:
+            crops[n:] = crops[:n, :, ::-1, :]
+        t1 = time.perf_counter()
+        heatmaps = self._run_model(crops)
+        t2 = time.perf_counter()
+        if opts.flip_test:
+            heatmaps = 0.5 * (heatmaps[:n] + flip_back(heatmaps[n:], self._flip_pairs))
+        coords, kp_scores = decode_heatmaps(heatmaps, opts.decode)
+        crop_xy = heatmap_to_crop(coords, self.card.heatmap_stride)
+        img_xy = np.stack([apply_affine(crop_xy[i], invert_affine(mats[i])) for i in range(n)])
+        kp_scores = kp_scores.astype(np.float32)
+        strong = kp_scores > opts.keypoint_score_floor
+        mean_strong = np.where(strong.any(axis=1),
+                               (kp_scores * strong).sum(axis=1) / np.maximum(strong.sum(axis=1), 1),
+                               0.0)
+        inst = (mean_strong * box_scores).astype(np.float32)
+        keypoints = np.concatenate([img_xy.astype(np.float32), kp_scores[..., None]], axis=-1)
+        if keep_order:
+            keep = np.arange(n)
+        else:
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            if opts.oks_nms is not None and n > 1:
+                keep = oks_nms(img_xy, inst, areas, opts.oks_nms)
+            else:
+                keep = np.argsort(-inst, kind="stable")
+        t3 = time.perf_counter()
+        speed.update(preprocess=(t1 - t0) * 1000.0, pose=(t2 - t1) * 1000.0,
+                     postprocess=(t3 - t2) * 1000.0)
+        return PoseResult(boxes[keep], box_scores[keep], keypoints[keep], inst[keep],
+                          np.full((len(keep),), -1, np.int64), (h, w), self.card.keypoint_names,
+                          self.card.skeleton, speed)
