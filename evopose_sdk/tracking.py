@@ -77,8 +77,11 @@ class _Track:
     lost: int = 0  # frames since the last match
     hits: int = 1
 
-    def predicted(self) -> np.ndarray:
-        return self.box + self.velocity * (self.lost + 1)
+    def predicted(self, decay: float = 0.8) -> np.ndarray:
+        # constant velocity, damped while the track is lost: the n-th unseen frame moves
+        # decay**n of a step (at most decay / (1 - decay) = 4 steps in all)
+        steps = decay * (1.0 - decay ** (self.lost + 1)) / (1.0 - decay)
+        return self.box + self.velocity * steps
 
     def update(self, box: np.ndarray, momentum: float) -> None:
         step = (box - self.box) / (self.lost + 1)
@@ -142,9 +145,15 @@ class ByteTracker:
 
         tracks = self._tracks
         pred = np.array([t.predicted() for t in tracks]).reshape(-1, 4)
+        last = np.array([t.box for t in tracks]).reshape(-1, 4)
+        lost = np.array([t.lost > 0 for t in tracks], dtype=bool)
         matched_tracks: set[int] = set()
-        # 1) high-score boxes vs all live tracks
-        for r, c in _assign(box_iou(boxes[high], pred), self.match_iou):
+        # 1) high-score boxes vs all live tracks; a lost track matches its predicted or its
+        #    last seen box, whichever overlaps more (motion extrapolated over a long gap drifts)
+        iou = box_iou(boxes[high], pred)
+        if lost.any():
+            iou[:, lost] = np.maximum(iou[:, lost], box_iou(boxes[high], last[lost]))
+        for r, c in _assign(iou, self.match_iou):
             d, t = int(high[r]), tracks[c]
             t.update(boxes[d], self.momentum)
             ids[d] = t.track_id

@@ -273,7 +273,7 @@ def stream_with_info(
                 result = estimator.estimate(frame)
             else:
                 boxes = keypoint_boxes(previous, keypoint_box_threshold)
-                result = estimator.estimate_boxes(frame, boxes)
+                result = estimator.estimate_boxes(frame, boxes, box_scores=previous.box_scores)
             speed = dict(result.speed_ms)
             if tracker is not None:
                 t0 = time.perf_counter()

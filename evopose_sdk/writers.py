@@ -26,6 +26,15 @@ __all__ = ["AtomicVideoWriter", "JsonLinesWriter", "ImageFolderWriter"]
 logger = logging.getLogger(__name__)
 
 
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename a finished temp file/folder into place, with the permissions of the umask
+    (mkstemp/mkdtemp make them private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~mask)
+    os.replace(tmp, final)
+
+
 def _temp_path(final: Path, *, suffix: str | None = None) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{suffix or final.suffix}",
                                 dir=final.parent)
@@ -108,7 +117,7 @@ class AtomicVideoWriter(_AtomicBase):
             return
         self._writer.release()
         self._writer = None
-        os.replace(self._tmp, self.path)
+        _publish(self._tmp, self.path)
         self._tmp = None
         logger.info("wrote %s (%d frames)", self.path, self.frames_written)
 
@@ -147,7 +156,7 @@ class JsonLinesWriter(_AtomicBase):
         os.fsync(self._fh.fileno())
         self._fh.close()
         self._fh = None
-        os.replace(self._tmp, self.path)
+        _publish(self._tmp, self.path)
         self._tmp = None
         logger.info("wrote %s (%d lines)", self.path, self.lines_written)
 
@@ -191,7 +200,7 @@ class ImageFolderWriter(_AtomicBase):
             return
         if self.path.is_dir():
             shutil.rmtree(self.path)
-        os.replace(self._tmp, self.path)
+        _publish(self._tmp, self.path)
         self._tmp = None
         logger.info("wrote %s (%d images)", self.path, self.images_written)
 

@@ -1,0 +1,248 @@
+"""``evopose-infer SOURCE``: pose on a video, webcam, image folder or image.
+
+Writes an annotated video (``<name>_pose.mp4``; annotated images for an image or folder
+source) and a JSON-lines file of keypoints (``<name>_pose.jsonl``, one line per frame),
+next to the source or in ``--output``. Both appear only when the run completes (temp file
++ rename): an error or Ctrl-C leaves no half-written output.
+
+Exit codes: 0 ok, 1 error (one-line message on stderr), 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import cv2
+
+from evopose_sdk.errors import EvoPoseError
+
+logger = logging.getLogger("evopose_sdk.cli")
+
+PROG = "evopose-infer"
+
+_EPILOG = """\
+outputs:
+  video / webcam source   <name>_pose.mp4 (annotated) + <name>_pose.jsonl
+  image file              <stem>_pose<suffix>       + <stem>_pose.jsonl
+  image folder            <folder>_pose/ (annotated) + <folder>_pose.jsonl
+  JSON line: {"frame", "time_s", ["file"], "image_hw", "keypoint_names",
+              "people": [{"box_xyxy", "box_score", "score", "track_id",
+                          "keypoints": K x [x, y, score] (image px, raw scores)}],
+              "speed_ms": {stage: ms}}
+
+examples:
+  evopose-infer walk.mp4
+  evopose-infer walk.mp4 --detect-every 3 --no-flip --output out/
+  evopose-infer 0 --max-frames 300                # webcam 0
+  evopose-infer photos/ --model my_model.onnx --detector yolo11n.onnx
+"""
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``evopose-infer`` argument parser (every option documented in ``--help``)."""
+    p = argparse.ArgumentParser(
+        prog=PROG, allow_abbrev=False, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="EvoPose2D 2D human pose on a video file, webcam, image folder or image: "
+                    "writes an annotated video/images and a JSON-lines file of keypoints.")
+    p.add_argument("source", metavar="SOURCE",
+                   help="video file, image folder, image file, or webcam index (e.g. 0)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="evopose2d-s",
+                   help="shipped model name or a path to an .onnx/.tflite file with its card "
+                        "(default: %(default)s)")
+    g.add_argument("--backend", choices=("onnxruntime", "tflite"), default=None,
+                   help="inference runtime (default: from the model file's suffix)")
+    g.add_argument("--threads", type=_int_at_least(1), default=None,
+                   help="intra-op threads for the pose network (default: runtime's choice)")
+    g.add_argument("--no-flip", action="store_true",
+                   help="disable flip test (about 2x faster pose network, slightly less accurate)")
+    g.add_argument("--detector", default="default",
+                   help="person detector: 'default'/'ssd' (SSD-MobileNetV2, offline), "
+                        "'none' (whole image is one person), a YOLO .onnx or .pt path "
+                        "(default: %(default)s)")
+    v = p.add_argument_group("video")
+    v.add_argument("--detect-every", type=_int_at_least(1), default=1, metavar="K",
+                   help="run the detector every K frames; in between, crops follow the previous "
+                        "frame's keypoints (default: %(default)s)")
+    v.add_argument("--no-smooth", action="store_true",
+                   help="disable One-Euro temporal smoothing of keypoints")
+    v.add_argument("--no-track", action="store_true",
+                   help="disable persistent track ids (also disables smoothing)")
+    v.add_argument("--max-frames", type=_int_at_least(1), default=None, metavar="N",
+                   help="stop after N frames")
+    v.add_argument("--fps", type=_positive_float, default=None,
+                   help="frame rate for image folders / output video (default: the source's, "
+                        "or 30)")
+    o = p.add_argument_group("output")
+    o.add_argument("--output", "-o", default=None, metavar="DIR",
+                   help="output folder, created if missing (default: next to the source; "
+                        "the current folder for a webcam)")
+    o.add_argument("--show-threshold", type=_unit_float, default=0.3, metavar="T",
+                   help="draw keypoints scoring at least T (JSON keeps raw scores) "
+                        "(default: %(default)s)")
+    o.add_argument("--no-video", action="store_true",
+                   help="write only the JSON-lines file, no annotated video/images")
+    o.add_argument("--quiet", "-q", action="store_true", help="no progress bar, warnings only")
+    o.add_argument("--verbose", "-v", action="store_true", help="log info messages")
+    return p
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        options = [s for a in parser._actions for s in a.option_strings]
+        first = unknown[0]
+        if first.startswith("-"):
+            match = difflib.get_close_matches(first.split("=", 1)[0], options, n=1, cutoff=0.5)
+            hint = f"; did you mean {match[0]}?" if match else f"; see {PROG} --help"
+            parser.error(f"unrecognized option {first}{hint}")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (only one SOURCE is accepted)")
+    return args
+
+
+def _output_paths(src, out_dir: Path) -> tuple[Path, Path]:
+    """(annotated output, JSON-lines path) for a source."""
+    stem = f"{src.name}_pose"
+    if src.kind == "images" and src.path is not None and src.path.is_file():
+        return out_dir / f"{stem}{src.path.suffix}", out_dir / f"{stem}.jsonl"
+    if src.kind == "images":
+        return out_dir / stem, out_dir / f"{stem}.jsonl"
+    return out_dir / f"{stem}.mp4", out_dir / f"{stem}.jsonl"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run inference for parsed ``args``; returns the exit code."""
+    from tqdm import tqdm
+
+    from evopose_sdk.card import atomic_write_bytes
+    from evopose_sdk.estimator import PoseEstimator
+    from evopose_sdk.video import open_source, stream_with_info
+    from evopose_sdk.writers import AtomicVideoWriter, ImageFolderWriter, JsonLinesWriter
+
+    src = open_source(args.source, fps=args.fps)
+    with ExitStack() as stack:
+        stack.callback(src.close)
+        if args.output is not None:
+            out_dir = Path(args.output)
+            out_dir.mkdir(parents=True, exist_ok=True)
+        elif src.path is not None:
+            out_dir = src.path.parent
+        else:
+            out_dir = Path.cwd()
+        annotated_path, json_path = _output_paths(src, out_dir)
+
+        estimator = PoseEstimator(model=args.model, detector=args.detector,
+                                  flip_test=not args.no_flip, backend=args.backend,
+                                  threads=args.threads)
+        stack.enter_context(estimator)  # it logs a warning when its card says trained=false
+
+        single_image = src.kind == "images" and src.path is not None and src.path.is_file()
+        json_writer = stack.enter_context(JsonLinesWriter(json_path))
+        video_writer = image_writer = None
+        if not args.no_video:
+            if src.kind == "images" and not single_image:
+                image_writer = stack.enter_context(ImageFolderWriter(annotated_path))
+            elif not single_image:
+                video_writer = stack.enter_context(AtomicVideoWriter(annotated_path, src.fps))
+
+        total = src.frame_count if src.frame_count > 0 else None
+        if args.max_frames is not None:
+            total = min(total, args.max_frames) if total else args.max_frames
+        bar = stack.enter_context(tqdm(total=total, unit="frame", desc=src.name, file=sys.stderr,
+                                       disable=args.quiet, dynamic_ncols=True))
+        frames = people = 0
+        for info, frame, result in stream_with_info(
+                estimator, src, detect_every=args.detect_every,
+                smoothing=not (args.no_smooth or args.no_track), tracking=not args.no_track,
+                max_frames=args.max_frames):
+            record = {"frame": info.index, "time_s": round(info.time_s, 4)}
+            if info.name:
+                record["file"] = info.name
+            record.update(result.to_dict())
+            json_writer.write(record)
+            if not args.no_video:
+                drawn = result.draw(frame, keypoint_threshold=args.show_threshold)
+                if video_writer is not None:
+                    video_writer.write(drawn)
+                elif image_writer is not None:
+                    image_writer.write(info.name or f"{info.index:06d}.jpg", drawn)
+                else:
+                    ok, buf = cv2.imencode(annotated_path.suffix, drawn)
+                    if not ok:
+                        raise EvoPoseError(f"OpenCV cannot encode {annotated_path}")
+                    atomic_write_bytes(annotated_path, buf.tobytes())
+            frames += 1
+            people += len(result)
+            bar.update(1)
+        if frames == 0:
+            raise EvoPoseError(f"no frames could be read from {args.source}")
+    outputs = [json_path] + ([] if args.no_video else [annotated_path])
+    logger.info("%d frames, %d people; wrote %s", frames, people, ", ".join(map(str, outputs)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point of ``evopose-infer``; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = _parse(parser, argv)
+    except SystemExit as exc:  # argparse: --help (0) or usage error (2)
+        return int(exc.code or 0)
+    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose else logging.WARNING)
+    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s: %(message)s")
+    if hasattr(cv2, "setLogLevel"):
+        cv2.setLogLevel(2)  # OpenCV's own warnings only on errors
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        logger.error("interrupted; no output written")
+        return 130
+    except (EvoPoseError, OSError, ValueError, cv2.error) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.error("%s", msg)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Helpers for the video / tracking / CLI tests: sample paths, real detections on the demo
+video, and a random-weight pose ONNX model made once per test session.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / ".samples"
+
+_CACHE: dict[str, Path] = {}
+
+
+def sample(name: str) -> Path:
+    """Path of a sample file in .samples/, or skip naming the fetch command."""
+    p = SAMPLES / name
+    if not p.is_file():
+        pytest.skip(f"{p} missing: run `python tools/fetch_samples.py`")
+    return p
+
+
+def ssd_detector():
+    """The default SSD-MobileNetV2 person detector, or skip naming why it is unavailable."""
+    from evopose_sdk.detectors import SSDMobileNetDetector
+    from evopose_sdk.errors import EvoPoseError
+
+    try:
+        return SSDMobileNetDetector()
+    except (EvoPoseError, ImportError) as exc:
+        pytest.skip(f"default person detector unavailable: {exc}")
+
+
+@cache
+def demo_detections(first: int, count: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Real SSD person detections (boxes (n, 4), scores (n,)) on demo.mp4 frames
+    ``first .. first + count - 1``."""
+    import cv2
+
+    det = ssd_detector()
+    cap = cv2.VideoCapture(str(sample("demo.mp4")))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, first)
+    out = []
+    for _ in range(count):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out.append(det.detect(frame))
+    cap.release()
+    return tuple(out)
+
+
+def _export_with_stage(out_dir: Path, size: str) -> Path | None:
+    """Random-weight ONNX via the export stage API, if it offers one we recognise."""
+    try:
+        mod = importlib.import_module("evopose_sdk.export")
+    except ImportError:
+        return None
+    fn = getattr(mod, "export_random_onnx", None) or getattr(mod, "export_model", None)
+    if fn is None:
+        return None
+    params = inspect.signature(fn).parameters
+    kwargs: dict = {}
+    for key, value in (("size", size), ("name", size), ("formats", ("onnx",))):
+        if key in params:
+            kwargs[key] = value
+    for key in ("out_dir", "output_dir", "output", "out"):
+        if key in params:
+            kwargs[key] = out_dir
+            break
+    try:
+        fn(**kwargs)
+    except TypeError:
+        return None
+    files = sorted(out_dir.rglob("*.onnx"))
+    return files[0] if files else None
+
+
+def _export_with_tf2onnx(out_dir: Path, size: str) -> Path:
+    """Random-weight ONNX built directly: Keras builder -> tf2onnx, card with sha256."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    from evopose_sdk.card import ModelCard, card_path_for, sha256_file
+    from evopose_sdk.training.network import build_named
+
+    model = build_named(size)
+    h, w = model.input_shape[1:3]
+    spec = (tf.TensorSpec((None, h, w, 3), tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+    old = proto.graph.output[0].name
+    for node in proto.graph.node:
+        node.output[:] = ["heatmaps" if o == old else o for o in node.output]
+    proto.graph.output[0].name = "heatmaps"
+    path = out_dir / f"evopose2d_{size.lower()}_random.onnx"
+    onnx.save(proto, str(path))
+    card = ModelCard(name=f"evopose2d-{size.lower()}-random", input_size=(h, w),
+                     heatmap_stride=h // model.output_shape[1], trained=False)
+    card.sha256 = sha256_file(path)
+    card_path_for(path).write_text(card.to_json())
+    return path
+
+
+def random_pose_model(size: str = "XS") -> Path:
+    """A random-weight EvoPose2D ONNX file + card, made once per session (skip if impossible)."""
+    if size in _CACHE:
+        return _CACHE[size]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    out_dir = Path(tempfile.mkdtemp(prefix=f"evopose_video_{size}_"))
+    path = None
+    try:
+        path = _export_with_stage(out_dir, size)
+    except Exception:  # noqa: BLE001 - fall back to the direct route below
+        path = None
+    if path is None:
+        try:
+            path = _export_with_tf2onnx(out_dir, size)
+        except ImportError as exc:
+            pytest.skip(f"cannot make a pose ONNX model (pip install 'evopose-sdk[export]'): {exc}")
+    _CACHE[size] = path
+    return path
