@@ -1,0 +1,162 @@
+"""Keras -> frozen TF graph -> ONNX (tf2onnx) and TFLite (fp32 / fp16 / int8) bytes.
+
+Both converters start from one frozen graph (variables and captured constants folded in)
+whose input is named ``image`` and output ``heatmaps``, so every file carries the contract's
+tensor names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from evopose_sdk.export._backend import keras, tf
+from evopose_sdk.export.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "heatmaps"
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 18
+BATCH_DIM_NAME = "N"
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def check_opset(opset: int) -> int:
+    """Return ``opset`` if it is in the supported range 13..18, else raise ExportError."""
+    try:
+        value = int(opset)
+    except (TypeError, ValueError):
+        raise ExportError(f"opset must be an integer; received {opset!r}") from None
+    if not MIN_OPSET <= value <= MAX_OPSET:
+        raise ExportError(
+            f"ONNX opset {value} is not supported: choose {MIN_OPSET}..{MAX_OPSET} "
+            f"(default {DEFAULT_OPSET}); opset 19+ is not validated with tf2onnx/onnxruntime "
+            "for this network")
+    return value
+
+
+def frozen_graph_def(model: keras.Model, batch: int | None):
+    """Frozen GraphDef of ``model`` with input ``image`` (batch, H, W, 3) and output ``heatmaps``.
+
+    Args:
+        batch: fixed batch size, or None for a dynamic batch.
+    """
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    h, w = int(model.inputs[0].shape[1]), int(model.inputs[0].shape[2])
+    spec = [tf.TensorSpec((batch, h, w, 3), tf.float32, name=INPUT_NAME)]
+
+    @tf.function(input_signature=spec)
+    def forward(image):
+        return model(image, training=False)
+
+    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+    gd = frozen.graph.as_graph_def()
+    out = frozen.outputs[0].name.split(":")[0]
+    if any(n.name == OUTPUT_NAME for n in gd.node):
+        raise ExportError(f"the graph already has a node named {OUTPUT_NAME!r}")
+    for node in gd.node:
+        if node.name == out:
+            node.name = OUTPUT_NAME
+        for i, inp in enumerate(node.input):
+            base, _, port = inp.partition(":")
+            if base == out:
+                node.input[i] = OUTPUT_NAME + (":" + port if port else "")
+            elif base == "^" + out:
+                node.input[i] = "^" + OUTPUT_NAME
+    return gd
+
+
+def _concrete_from_graph_def(gd):
+    def _import():
+        tf.compat.v1.import_graph_def(gd, name="")
+
+    wrapped = tf.compat.v1.wrap_function(_import, [])
+    g = wrapped.graph
+    return wrapped.prune(g.get_tensor_by_name(INPUT_NAME + ":0"),
+                         g.get_tensor_by_name(OUTPUT_NAME + ":0"))
+
+
+def _rename_value(graph, old: str, new: str) -> None:
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if vi.name == old:
+            vi.name = new
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+
+
+def to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET):
+    """Convert to an ``onnx.ModelProto`` with dynamic batch, input ``image``, output ``heatmaps``.
+
+    Clean-up after tf2onnx: ``:0`` suffixes dropped from the I/O names, the batch dimension
+    named ``N``, unused initializers removed, the model checked with ``onnx.checker``.
+    """
+    import onnx
+    import tf2onnx
+
+    opset = check_opset(opset)
+    gd = frozen_graph_def(model, batch=None)
+    try:
+        proto, _ = tf2onnx.convert.from_graph_def(
+            gd, input_names=[INPUT_NAME + ":0"], output_names=[OUTPUT_NAME + ":0"], opset=opset)
+    except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types
+        raise ExportError(f"tf2onnx failed at opset {opset}: {type(exc).__name__}: {exc}") from None
+    g = proto.graph
+    _rename_value(g, INPUT_NAME + ":0", INPUT_NAME)
+    _rename_value(g, OUTPUT_NAME + ":0", OUTPUT_NAME)
+    for vi in (g.input[0], g.output[0]):
+        dim0 = vi.type.tensor_type.shape.dim[0]
+        dim0.ClearField("dim_value")
+        dim0.dim_param = BATCH_DIM_NAME
+    used = {name for node in g.node for name in node.input}
+    for init in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(init)
+    g.name = model.name
+    proto.producer_name = "evopose-sdk export (tf2onnx)"
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def to_tflite(model: keras.Model, precision: str = "fp32",
+              representative: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
+    """Convert to TFLite bytes with a fixed batch of 1.
+
+    Args:
+        precision: ``"fp32"``; ``"fp16"`` (fp16 weights, fp32 input/output); ``"int8"`` (full
+            integer: uint8 input with the converter's scale/zero point, float32 output via a
+            final dequantize, int8 weights and activations inside).
+        representative: for int8, a generator factory yielding ``[crop (1, H, W, 3) float32]``
+            of real person crops.
+    """
+    if precision not in TFLITE_PRECISIONS:
+        raise ExportError(f"TFLite precision must be one of {TFLITE_PRECISIONS}; "
+                          f"received {precision!r}")
+    concrete = _concrete_from_graph_def(frozen_graph_def(model, batch=1))
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    if precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        if representative is None:
+            raise ExportError("int8 TFLite needs a representative dataset of real person crops")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.float32
+    try:
+        return bytes(conv.convert())
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(
+            f"TFLite {precision} conversion failed: {type(exc).__name__}: {exc}") from None
