@@ -265,6 +265,9 @@ class PoseEstimator:
                     f"{tuple(hm.shape[1:])}, but the card (input {self.card.input_size}, stride "
                     f"{self.card.heatmap_stride}, {self.card.num_keypoints} keypoints) gives {want}")
             self._checked_output = True
+        if not np.isfinite(hm).all():
+            raise ModelError(f"{self.model_path.name} produced NaN or infinite heatmaps "
+                             f"({int((~np.isfinite(hm)).sum())} values): the file is broken")
         return hm
 
     def _pose(self, img: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray,

@@ -5,8 +5,8 @@ and a random-weight pose model made by the export stage (skips clearly when unav
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -143,25 +143,18 @@ def export_api():
 
 
 def export_random_model(out_dir: Path, size: str, formats: tuple[str, ...]) -> dict[str, Path]:
-    """Random-weight model of ``size`` exported by evopose_sdk.export -> {format: path}."""
+    """Random-weight model of ``size`` exported by evopose_sdk.export -> {format: path}.
+
+    Formats as the export stage names them (``"onnx"``, ``"tflite-fp32"``, ``"tflite-int8"``);
+    int8 is calibrated on crops of the sample photos.
+    """
     fn = export_api()
-    params = inspect.signature(fn).parameters
-    kwargs = {}
-    if "size" in params:
-        kwargs["size"] = size
-    if "formats" in params:
-        kwargs["formats"] = formats
-    for name in ("out_dir", "output_dir", "output", "out"):
-        if name in params:
-            kwargs[name] = out_dir
-            break
-    result = fn(**kwargs)
-    files = sorted(p for p in Path(out_dir).rglob("*") if p.suffix in (".onnx", ".tflite"))
-    if not files and isinstance(result, dict):
-        files = [Path(v) for v in result.values() if str(v).endswith((".onnx", ".tflite"))]
-    out: dict[str, Path] = {}
-    for f in files:
-        card = ModelCard.load(card_path_for(f))
-        key = "onnx" if f.suffix == ".onnx" else f"tflite-{card.precision}"
-        out[key] = f
-    return out
+    out_dir = Path(out_dir)
+    calib = out_dir / "calib"
+    calib.mkdir(parents=True, exist_ok=True)
+    for name in ("bus.jpg", "zidane.jpg"):
+        shutil.copy(sample(name), calib / name)
+    result = fn(None, out_dir, formats=",".join(formats), size=size,
+                calib_images=calib,
+                n_parity=2, n_calib=4)
+    return {fmt: Path(f.path) for fmt, f in result.files.items()}
