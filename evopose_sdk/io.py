@@ -53,7 +53,9 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_IMAGE_PIXE
         raise InputError(f"image file is empty (0 bytes): {p}")
     _check_truncated(data, str(p))
     buf = np.frombuffer(data, np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    # ANYDEPTH keeps 16-bit data, ANYCOLOR keeps grayscale; unlike IMREAD_UNCHANGED this
+    # applies the EXIF orientation (phone photos), as cv2.imread does by default.
+    image = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if image is None or image.size == 0:
         raise InputError(f"cannot decode image {p}: not an image OpenCV can read, or corrupt")
     return to_bgr_uint8(image, color="bgr", max_pixels=max_pixels, what=str(p))

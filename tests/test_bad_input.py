@@ -210,3 +210,40 @@ def test_10000x10000_image(env) -> None:
     assert len(result) >= 2 and abs(len(result) - len(small)) <= 1
     assert np.all(result.boxes_xyxy <= 10000) and np.all(result.boxes_xyxy >= 0)
     assert np.all(np.isfinite(result.keypoints))
+
+
+def _exif_rotated_jpeg(image: np.ndarray, orientation: int = 6) -> bytes:
+    """JPEG bytes with an EXIF orientation tag (as phones write them)."""
+    import struct
+
+    jpg = cv2.imencode(".jpg", image)[1].tobytes()
+    tiff = (b"MM\x00*\x00\x00\x00\x08" + struct.pack(">H", 1)
+            + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0))
+    payload = b"Exif\x00\x00" + tiff
+    return jpg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpg[2:]
+
+
+FILE_CASES = [
+    ("gray16.png", lambda b: cv2.imencode(".png", _gray(b).astype(np.uint16) * 257)[1].tobytes()),
+    ("bgra.png", lambda b: cv2.imencode(".png", cv2.cvtColor(b, cv2.COLOR_BGR2BGRA))[1].tobytes()),
+    ("bgr16.png", lambda b: cv2.imencode(".png", b.astype(np.uint16) * 257)[1].tobytes()),
+    ("gray.jpg", lambda b: cv2.imencode(".jpg", _gray(b))[1].tobytes()),
+]
+
+
+@pytest.mark.parametrize(("name", "encode"), FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_image_files_of_other_formats(env, name, encode) -> None:
+    bus = _bus(env)
+    path = _write(env, name, encode(bus))
+    got = env["est"](path)
+    assert got.image_hw == bus.shape[:2] and abs(len(got) - len(env["est"](bus))) <= 2
+
+
+def test_exif_orientation_is_applied(env) -> None:
+    from evopose_sdk.io import read_image
+
+    bus = _bus(env)[::4, ::4]
+    path = _write(env, "rotated.jpg", _exif_rotated_jpeg(bus, 6))
+    image = read_image(path)
+    assert image.shape == (bus.shape[1], bus.shape[0], 3)  # 90 degrees clockwise
+    assert env["est"](path).image_hw == image.shape[:2]
