@@ -4,8 +4,6 @@ video, and a random-weight pose ONNX model made once per test session.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 import tempfile
 from functools import cache
@@ -59,33 +57,23 @@ def demo_detections(first: int, count: int) -> tuple[tuple[np.ndarray, np.ndarra
 
 
 def _export_with_stage(out_dir: Path, size: str) -> Path | None:
-    """Random-weight ONNX via the export stage API, if it offers one we recognise."""
+    """Random-weight ONNX via the export stage (``evopose_sdk.export.export_model``)."""
     try:
-        mod = importlib.import_module("evopose_sdk.export")
+        import keras
+
+        from evopose_sdk.export import export_model
     except ImportError:
         return None
-    fn = getattr(mod, "export_random_onnx", None) or getattr(mod, "export_model", None)
-    if fn is None:
-        return None
-    params = inspect.signature(fn).parameters
-    kwargs: dict = {}
-    for key, value in (("size", size), ("name", size), ("formats", ("onnx",))):
-        if key in params:
-            kwargs[key] = value
-    for key in ("out_dir", "output_dir", "output", "out"):
-        if key in params:
-            kwargs[key] = out_dir
-            break
-    try:
-        fn(**kwargs)
-    except TypeError:
-        return None
-    files = sorted(out_dir.rglob("*.onnx"))
+    keras.utils.set_random_seed(0)  # the same random weights on every run
+    export_model(None, out_dir, formats="onnx", size=size, stem=f"evopose2d_{size.lower()}",
+                 name=f"evopose2d-{size.lower()}-random", n_parity=2)
+    files = sorted(out_dir.glob("*.onnx"))
     return files[0] if files else None
 
 
 def _export_with_tf2onnx(out_dir: Path, size: str) -> Path:
     """Random-weight ONNX built directly: Keras builder -> tf2onnx, card with sha256."""
+    import keras
     import onnx
     import tensorflow as tf
     import tf2onnx
@@ -93,6 +81,7 @@ def _export_with_tf2onnx(out_dir: Path, size: str) -> Path:
     from evopose_sdk.card import ModelCard, card_path_for, sha256_file
     from evopose_sdk.training.network import build_named
 
+    keras.utils.set_random_seed(0)
     model = build_named(size)
     h, w = model.input_shape[1:3]
     spec = (tf.TensorSpec((None, h, w, 3), tf.float32, name="image"),)
