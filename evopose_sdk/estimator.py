@@ -58,7 +58,8 @@ class PoseEstimatorOptions:
         detector: ``"default"`` (SSD-MobileNetV2), ``"whole-image"``, a YOLO ``.onnx`` path,
             a ``.pt`` path (ultralytics), or a :class:`~evopose_sdk.detectors.Detector`.
         flip_test: average the heatmaps of the crop and of its mirror image.
-        backend: ``"onnxruntime"`` or ``"tflite"`` (None: from the file extension).
+        backend: ``"onnxruntime"`` or ``"tflite"``; None (default) picks it from the file
+            extension, and ONNX for a shipped model name.
         threads: inference threads (None = runtime default).
         decode: ``"dark"``, ``"quarter"`` or ``"argmax"``.
         box_padding: crop = box at the model's aspect ratio times this.
@@ -76,7 +77,7 @@ class PoseEstimatorOptions:
     model: str | os.PathLike = "evopose2d-s"
     detector: Any = "default"
     flip_test: bool = True
-    backend: str | None = "onnxruntime"
+    backend: str | None = None
     threads: int | None = None
     decode: str = "dark"
     box_padding: float = 1.25
