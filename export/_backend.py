@@ -6,6 +6,9 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# oneDNN reorders float sums (tiny run-to-run differences) and logs a banner; the Keras
+# reference for parity should be the plain kernels.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -28,6 +28,7 @@ from evopose_sdk.export.crops import (
     synthetic_crops,
 )
 from evopose_sdk.export.errors import ExportError
+from evopose_sdk.export.options import check_opset, parse_genotype, parse_input_size
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +210,12 @@ def export_model(
             failed conversion.
     """
     chosen = parse_formats(formats)
-    from evopose_sdk.export.converters import check_opset
-
     if "onnx" in chosen:
         opset = check_opset(opset)
+    parse_genotype(genotype)
+    parse_input_size(input_size)
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise ExportError(f"checkpoint not found: {checkpoint}")
     calib_data = [Path(p) for p in calib_data]
     _check_sources(calib_data, calib_images)
     real = crops is not None or bool(calib_data) or calib_images is not None

@@ -8,35 +8,21 @@ tensor names.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from evopose_sdk.export._backend import keras, tf
 from evopose_sdk.export.errors import ExportError
+from evopose_sdk.export.options import DEFAULT_OPSET, check_opset
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "heatmaps"
-DEFAULT_OPSET = 17
-MIN_OPSET, MAX_OPSET = 13, 18
 BATCH_DIM_NAME = "N"
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def check_opset(opset: int) -> int:
-    """Return ``opset`` if it is in the supported range 13..18, else raise ExportError."""
-    try:
-        value = int(opset)
-    except (TypeError, ValueError):
-        raise ExportError(f"opset must be an integer; received {opset!r}") from None
-    if not MIN_OPSET <= value <= MAX_OPSET:
-        raise ExportError(
-            f"ONNX opset {value} is not supported: choose {MIN_OPSET}..{MAX_OPSET} "
-            f"(default {DEFAULT_OPSET}); opset 19+ is not validated with tf2onnx/onnxruntime "
-            "for this network")
-    return value
 
 
 def frozen_graph_def(model: keras.Model, batch: int | None):
@@ -156,7 +142,10 @@ def to_tflite(model: keras.Model, precision: str = "fp32",
         conv.inference_input_type = tf.uint8
         conv.inference_output_type = tf.float32
     try:
-        return bytes(conv.convert())
+        with warnings.catch_warnings():
+            # uint8 input: the range comes from calibration, not from user statistics
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return bytes(conv.convert())
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
             f"TFLite {precision} conversion failed: {type(exc).__name__}: {exc}") from None

@@ -8,3 +8,4 @@ class ExportError(ValueError):
 
     The message names the file or option at fault; the CLI prints it without a traceback.
     """
+

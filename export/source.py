@@ -11,6 +11,7 @@ from pathlib import Path
 
 from evopose_sdk.export._backend import keras
 from evopose_sdk.export.errors import ExportError
+from evopose_sdk.export.options import parse_genotype, parse_input_size
 from evopose_sdk.skeleton import COCO_KEYPOINT_NAMES
 from evopose_sdk.training import genotype as gt
 from evopose_sdk.training import network
@@ -48,38 +49,6 @@ class PoseSource:
     def file_stem(self) -> str:
         """Default file stem for exported files (``evopose2d-s`` -> ``evopose2d_s``)."""
         return re.sub(r"[^A-Za-z0-9_.]+", "_", self.name).strip("_") or "model"
-
-
-def parse_input_size(text: str | Sequence[int] | None) -> tuple[int, int] | None:
-    """``"256x192"`` or ``(256, 192)`` -> (H, W); None stays None."""
-    if text is None:
-        return None
-    if isinstance(text, str):
-        m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
-        if not m:
-            raise ExportError(f"input size must be HxW, e.g. 256x192; received {text!r}")
-        return int(m.group(1)), int(m.group(2))
-    vals = [int(v) for v in text]
-    if len(vals) != 2 or min(vals) <= 0:
-        raise ExportError(f"input size must be two positive integers (H, W); received {text!r}")
-    return vals[0], vals[1]
-
-
-def parse_genotype(value: str | Sequence[Sequence[int]] | None) -> list[list[int]] | None:
-    """A genotype as ``"k3r1f2s1_..."``, a JSON list, or a nested sequence; validated."""
-    if value is None:
-        return None
-    try:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                import json
-
-                return gt.validate(json.loads(text))
-            return gt.decode(text)
-        return gt.validate(value)
-    except (ValueError, TypeError) as exc:
-        raise ExportError(f"invalid genotype: {exc}") from None
 
 
 def check_pose_model(model: keras.Model, where: str, num_keypoints: int = 17) -> tuple[
