@@ -1,0 +1,383 @@
+"""Runtime benchmark: pose-network latency, end-to-end video fps, and reference pipelines.
+
+Prints tables and writes JSON to ``benchmarks/results/runtime_<host>_<date>.json``:
+
+1. machine: CPU count and the measured numpy float32 matmul rate (GMAC/s), so the pose
+   network's achieved GMAC/s can be read as a fraction of what this machine does;
+2. pose network per crop (ms per person): EvoPose2D S and XS, batch 1 / 8, 1 / 2 threads,
+   flip test on (2 crops per person) / off, ONNX Runtime vs TFLite fp32 / int8;
+3. end-to-end frames/s on ``.samples/vtest.avi`` (768x576, ~6 pedestrians per frame):
+   decode + SSD detector + pose + tracking + smoothing, in an accurate and fast modes;
+4. references on the same frames: SSD + MoveNet Thunder (TFLite, one crop per person;
+   models built by ``bash ../shared/peers/get_peers.sh`` into /tmp/peers) and YOLO11n-pose
+   exported to ONNX from its yaml (model-only rate, random weights: speed only).
+
+Models come from the shipped registry when present, else random-weight exports made with
+``evopose_sdk.export`` into ``--cache`` (speed does not depend on the weights).
+
+    python benchmarks/bench_runtime.py --frames 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("bench_runtime")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def timeit(fn, min_reps: int = 3, min_time: float = 1.0, warmup: int = 1) -> float:
+    """Median seconds per call of ``fn`` over at least ``min_reps`` calls / ``min_time`` s."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 200:
+            break
+    return float(np.median(times))
+
+
+def matmul_gmacs_threads(threads: int, n: int = 1024) -> float:
+    """numpy float32 matmul GMAC/s with BLAS limited to ``threads`` (in a fresh process,
+    since BLAS thread counts are fixed at import)."""
+    import subprocess
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import bench_runtime as b; print(b.matmul_gmacs({n}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def matmul_gmacs(n: int = 1024) -> float:
+    """numpy float32 (n x n) @ (n x n) rate in GMAC/s (all threads numpy's BLAS uses)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    t = timeit(lambda: a @ b, min_reps=5, min_time=2.0)
+    return n ** 3 / t / 1e9
+
+
+def table(rows: list[dict], cols: list[str], title: str) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(x[i]) for x in cells)) if cells else len(c)
+              for i, c in enumerate(cols)]
+    lines = [f"\n## {title}", " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)),
+             "-|-".join("-" * w for w in widths)]
+    lines += [" | ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def pose_models(size: str, cache: Path) -> dict[str, Path]:
+    """{"onnx" | "tflite-fp32" | "tflite-int8": path} for EvoPose2D ``size``."""
+    from evopose_sdk.registry import available_models
+
+    want = f"evopose2d-{size.lower()}"
+    found: dict[str, Path] = {}
+    for m in available_models():
+        if m.card.name.lower() == want:
+            key = "onnx" if m.card.file_format == "onnx" else f"tflite-{m.card.precision}"
+            found[key] = m.path
+    needed = [f for f in ("onnx", "tflite-fp32", "tflite-int8") if f not in found]
+    if needed:
+        out = cache / f"evopose2d_{size.lower()}"
+        have = {p.name for p in out.glob("*")} if out.is_dir() else set()
+        names = {"onnx": f"evopose2d_{size.lower()}.onnx",
+                 "tflite-fp32": f"evopose2d_{size.lower()}_fp32.tflite",
+                 "tflite-int8": f"evopose2d_{size.lower()}_int8.tflite"}
+        missing = [f for f in needed if names[f] not in have]
+        if missing:
+            import keras
+
+            from evopose_sdk.export import export_model
+
+            keras.utils.set_random_seed(0)
+            log.info("exporting random-weight %s (%s) to %s", size, ",".join(missing), out)
+            export_model(None, out, formats=",".join(missing), size=size,
+                         stem=f"evopose2d_{size.lower()}", name=f"{want}-random",
+                         calib_images=REPO / ".samples", n_parity=4, n_calib=16)
+        for f in needed:
+            found[f] = out / names[f]
+    return found
+
+
+def model_macs(size: str) -> int | None:
+    try:
+        from evopose_sdk.training.network import build_named, count_macs
+    except ImportError:
+        return None
+    return int(count_macs(build_named(size)))
+
+
+# --------------------------------------------------------------------------- benches
+
+
+def bench_pose(sizes: list[str], cache: Path, matmul: dict[int, float], quick: bool) -> list[dict]:
+    """``matmul``: {threads: GMAC/s}; a row's matmul_ratio uses the same thread count."""
+    from evopose_sdk.backends import make_backend
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        macs = model_macs(size)
+        for fmt, path in pose_models(size, cache).items():
+            backend_name = "onnxruntime" if fmt == "onnx" else "tflite"
+            for threads in (1, 2):
+                be = make_backend(path, backend_name, threads)
+                h, w = be.input_hw
+                for batch in (1, 8):
+                    for flip in (False, True):
+                        n = batch * (2 if flip else 1)
+                        crops = rng.uniform(0, 255, (n, h, w, 3)).astype(np.float32)
+                        t = timeit(lambda c=crops, b=be: b.run(c), min_reps=2 if quick else 3,
+                                   min_time=0.5 if quick else 1.5)
+                        ms_person = t * 1e3 / batch
+                        row = dict(model=size, format=fmt, threads=threads, batch=batch,
+                                   flip=flip, ms_per_person=ms_person,
+                                   persons_per_s=1e3 / ms_person)
+                        if macs:
+                            gmacs = macs * (2 if flip else 1) / (ms_person / 1e3) / 1e9
+                            row.update(gmac_s=gmacs, matmul_ratio=gmacs / matmul[threads])
+                        rows.append(row)
+                        log.info("pose %s", row)
+                be.close()
+    return rows
+
+
+def bench_e2e(configs: list[dict], video: Path, frames: int, cache: Path) -> list[dict]:
+    from evopose_sdk import PoseEstimator
+    from evopose_sdk.video import stream
+
+    rows = []
+    for cfg in configs:
+        models = pose_models(cfg["model"], cache)
+        path = models[cfg["format"]]
+        backend = "onnxruntime" if cfg["format"] == "onnx" else "tflite"
+        with PoseEstimator(model=str(path), backend=backend, flip_test=cfg["flip"],
+                           threads=cfg.get("threads", 2)) as est:
+            est.estimate(np.zeros((576, 768, 3), np.uint8))  # warm up sessions
+            stages: dict[str, float] = {}
+            people = 0
+            n = 0
+            t0 = time.perf_counter()
+            for _, r in stream(est, video, detect_every=cfg["detect_every"], max_frames=frames):
+                n += 1
+                people += len(r)
+                for k, v in r.speed_ms.items():
+                    stages[k] = stages.get(k, 0.0) + v
+            elapsed = time.perf_counter() - t0
+        row = dict(pipeline=cfg["name"], model=cfg["model"], format=cfg["format"],
+                   flip=cfg["flip"], detect_every=cfg["detect_every"], frames=n,
+                   people_per_frame=people / max(n, 1), fps=n / elapsed,
+                   **{f"{k}_ms": v / max(n, 1) for k, v in stages.items()})
+        rows.append(row)
+        log.info("e2e %s", row)
+    return rows
+
+
+def bench_ssd_thunder(video: Path, frames: int, peers: Path) -> dict | None:
+    """SSD-MobileNetV2 (cv2.dnn) + MoveNet Thunder TFLite on each person box."""
+    thunder = peers / "models" / "movenet_thunder.tflite"
+    if not thunder.is_file():
+        log.warning("MoveNet Thunder not found in %s: run bash ../shared/peers/get_peers.sh", peers)
+        return None
+    from ai_edge_litert.interpreter import Interpreter
+
+    from evopose_sdk.detectors import SSDMobileNetDetector
+
+    det = SSDMobileNetDetector()
+    it = Interpreter(model_path=str(thunder), num_threads=2)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    out = it.get_output_details()[0]
+    side = int(inp["shape"][1])
+    cap = cv2.VideoCapture(str(video))
+    n = people = 0
+    t_det = t_pose = 0.0
+    t0 = time.perf_counter()
+    while n < frames:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        a = time.perf_counter()
+        boxes, _ = det.detect(frame)
+        b = time.perf_counter()
+        for x1, y1, x2, y2 in boxes:
+            cx, cy, s = (x1 + x2) / 2, (y1 + y2) / 2, 1.25 * max(x2 - x1, y2 - y1)
+            m = np.array([[side / s, 0, side / 2 - cx * side / s],
+                          [0, side / s, side / 2 - cy * side / s]], np.float32)
+            crop = cv2.warpAffine(frame, m, (side, side))[:, :, ::-1]
+            it.set_tensor(inp["index"], crop[None].astype(inp["dtype"]))
+            it.invoke()
+            it.get_tensor(out["index"])
+        c = time.perf_counter()
+        t_det += b - a
+        t_pose += c - b
+        people += len(boxes)
+        n += 1
+    elapsed = time.perf_counter() - t0
+    cap.release()
+    return dict(pipeline="SSD + MoveNet Thunder (reference)", model="movenet-thunder",
+                format="tflite-fp32", flip=False, detect_every=1, frames=n,
+                people_per_frame=people / max(n, 1), fps=n / elapsed,
+                detect_ms=t_det * 1e3 / max(n, 1), pose_ms=t_pose * 1e3 / max(n, 1))
+
+
+def bench_yolo_pose(video: Path, cache: Path, quick: bool) -> dict:
+    """YOLO11n-pose (random weights from its yaml) exported to ONNX; model-only rate."""
+    onnx_path = cache / "yolo11n-pose.onnx"
+    if not onnx_path.is_file():
+        try:
+            from evopose_sdk.export.yolo import export_yolo
+        except ImportError as exc:
+            return dict(pipeline="YOLO11n-pose (reference)", note=f"skipped: {exc}")
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            export_yolo("yolo11n-pose.yaml", onnx_path, imgsz=640)
+        except Exception as exc:  # noqa: BLE001 - a reference row, not the product
+            return dict(pipeline="YOLO11n-pose (reference)", note=f"skipped: {exc}")
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    cap = cv2.VideoCapture(str(video))
+    ok, frame = cap.read()
+    cap.release()
+    scale = 640 / max(frame.shape[:2])
+    small = cv2.resize(frame, None, fx=scale, fy=scale)
+    canvas = np.full((640, 640, 3), 114, np.uint8)
+    canvas[: small.shape[0], : small.shape[1]] = small
+    x = np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)[None], np.float32) / 255.0
+    t = timeit(lambda: sess.run(None, {name: x}), min_reps=5, min_time=1.0 if quick else 3.0)
+    return dict(pipeline="YOLO11n-pose ONNX 640x640 (reference, model only)",
+                model="yolo11n-pose", format="onnx", frames=1, fps=1.0 / t, pose_ms=t * 1e3)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p.add_argument("--frames", type=int, default=100, help="frames per end-to-end config")
+    p.add_argument("--sizes", default="S,XS", help="EvoPose2D sizes for the latency table")
+    p.add_argument("--video", type=Path, default=REPO / ".samples" / "vtest.avi")
+    p.add_argument("--peers", type=Path, default=Path(os.environ.get("PEERS_DIR", "/tmp/peers")))
+    p.add_argument("--cache", type=Path, default=Path("/tmp/evopose_bench_cache"),
+                   help="folder for exported random-weight models")
+    p.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--skip", default="", help="comma list of sections to skip: pose,e2e,peers,yolo")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for name in ("evopose_sdk", "absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    skip = set(filter(None, args.skip.split(",")))
+    sizes = [s.strip().upper() for s in args.sizes.split(",") if s.strip()]
+
+    machine = dict(host=socket.gethostname(), python=platform.python_version(),
+                   cpus=os.cpu_count(), processor=platform.processor() or platform.machine(),
+                   numpy=np.__version__, opencv=cv2.__version__)
+    try:
+        import onnxruntime
+
+        machine["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    matmul = {t: matmul_gmacs_threads(t) for t in (1, 2)}
+    machine["matmul_gmac_s"] = {f"{t}_thread": v for t, v in matmul.items()}
+    log.info("machine %s", machine)
+    results: dict = dict(date=dt.datetime.now().isoformat(timespec="seconds"), machine=machine,
+                         command=" ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]))
+    text = [f"machine: {machine['cpus']} CPUs, numpy float32 1024^3 matmul {matmul[1]:.1f} "
+            f"GMAC/s (1 thread), {matmul[2]:.1f} GMAC/s (2 threads); matmul_ratio = pose "
+            "network GMAC/s / matmul GMAC/s at the same thread count"]
+
+    if "pose" not in skip:
+        macs = {s: model_macs(s) for s in sizes}
+        results["model_macs"] = macs
+        rows = bench_pose(sizes, args.cache, matmul, args.quick)
+        results["pose_latency"] = rows
+        text.append(f"MACs per crop: { {k: f'{v / 1e9:.3f} G' for k, v in macs.items() if v} }")
+        text.append(table(rows, ["model", "format", "threads", "batch", "flip", "ms_per_person",
+                                 "persons_per_s", "gmac_s", "matmul_ratio"],
+                          "pose network latency per person (flip = 2 crops per person)"))
+    e2e: list[dict] = []
+    if not args.video.is_file():
+        log.warning("%s missing: run python tools/fetch_samples.py --all", args.video)
+        skip |= {"e2e", "peers"}
+    if "e2e" not in skip:
+        configs = [
+            dict(name="accurate: S fp32 ONNX, flip, detect every frame", model="S",
+                 format="onnx", flip=True, detect_every=1),
+            dict(name="S fp32 ONNX, no flip, detect every frame", model="S", format="onnx",
+                 flip=False, detect_every=1),
+            dict(name="fast: S int8 TFLite, no flip, detect every 3", model="S",
+                 format="tflite-int8", flip=False, detect_every=3),
+            dict(name="fast: XS fp32 ONNX, no flip, detect every 3", model="XS", format="onnx",
+                 flip=False, detect_every=3),
+            dict(name="fast: XS int8 TFLite, no flip, detect every 3", model="XS",
+                 format="tflite-int8", flip=False, detect_every=3),
+        ]
+        configs = [c for c in configs if c["model"] in sizes]
+        e2e += bench_e2e(configs, args.video, args.frames, args.cache)
+    if "peers" not in skip:
+        row = bench_ssd_thunder(args.video, args.frames, args.peers)
+        if row:
+            e2e.append(row)
+    if "yolo" not in skip:
+        row = bench_yolo_pose(args.video, args.cache, args.quick)
+        e2e.append(row)
+    if e2e:
+        results["end_to_end"] = e2e
+        text.append(table(e2e, ["pipeline", "frames", "people_per_frame", "fps", "detect_ms",
+                                "pose_ms", "track_ms", "smooth_ms", "note"],
+                          f"end to end on {args.video.name} (frames/s, ms per frame)"))
+    report = "\n".join(text)
+    print(report)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
+    out = args.out_dir / f"runtime_{machine['host']}_{stamp}.json"
+    from evopose_sdk.card import atomic_write_text
+
+    atomic_write_text(out, json.dumps(results, indent=2, default=float))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
