@@ -13,7 +13,7 @@ smoothed per track with the One-Euro filter (:class:`~evopose_sdk.smoothing.Keyp
 With ``detect_every=k`` the person detector runs on frames 0, k, 2k, ...; on the frames
 between, each person's crop comes from the previous frame's keypoints (their extent,
 padded), so the pose network tracks the person and the detector cost is paid once in k
-frames. If the previous frame has nobody, the detector runs anyway.
+frames. If the previous frame has nobody (or another size), the detector runs anyway.
 """
 
 from __future__ import annotations
@@ -212,7 +212,8 @@ def keypoint_boxes(result: PoseResult, keypoint_threshold: float = 0.2, pad: flo
 
     The box is the extent of keypoints scoring at least ``keypoint_threshold``, grown by
     ``pad`` x its size on every side and clipped to the image. People with fewer than
-    ``min_keypoints`` such keypoints (or a degenerate extent) keep their current box.
+    ``min_keypoints`` such keypoints, or whose keypoints give a degenerate box (e.g. all
+    off the image), keep their current box.
     """
     boxes = result.boxes_xyxy.astype(np.float32).copy()
     h, w = result.image_hw
@@ -226,8 +227,10 @@ def keypoint_boxes(result: PoseResult, keypoint_threshold: float = 0.2, pad: flo
         bw, bh = x2 - x1, y2 - y1
         if bw < 2 or bh < 2:
             continue
-        boxes[i] = (max(0.0, x1 - pad * bw), max(0.0, y1 - pad * bh),
-                    min(w - 1.0, x2 + pad * bw), min(h - 1.0, y2 + pad * bh))
+        box = (max(0.0, x1 - pad * bw), max(0.0, y1 - pad * bh),
+               min(w - 1.0, x2 + pad * bw), min(h - 1.0, y2 + pad * bh))
+        if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:  # else: keypoints off the image
+            boxes[i] = box
     return boxes
 
 
@@ -269,7 +272,8 @@ def stream_with_info(
         for info, frame in src:
             if max_frames is not None and info.index >= max_frames:
                 break
-            if info.index % detect_every == 0 or previous is None or len(previous) == 0:
+            if (info.index % detect_every == 0 or previous is None or len(previous) == 0
+                    or tuple(previous.image_hw) != frame.shape[:2]):
                 result = estimator.estimate(frame)
             else:
                 boxes = keypoint_boxes(previous, keypoint_box_threshold)

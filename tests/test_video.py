@@ -189,14 +189,17 @@ def test_stream_rejects_bad_options(demo_frames_dir, kwargs, message):
 def test_keypoint_boxes_cover_confident_keypoints():
     from evopose_sdk.result import PoseResult
 
-    kp = np.zeros((2, 17, 3), np.float32)
+    kp = np.zeros((3, 17, 3), np.float32)
     kp[0, :, 0] = np.linspace(100, 200, 17)
     kp[0, :, 1] = np.linspace(50, 350, 17)
     kp[0, :, 2] = 0.9
     kp[0, 0] = (10, 10, 0.05)  # low score: ignored
     kp[1, :, 2] = 0.01  # nobody confident: keeps its box
-    r = PoseResult(np.array([[90, 40, 210, 360], [0, 0, 50, 50]], np.float32),
-                   np.ones(2, np.float32), kp, np.ones(2, np.float32), image_hw=(400, 300))
+    kp[2, :, 0] = np.linspace(-80, -20, 17)  # confident but all left of the image
+    kp[2, :, 1] = np.linspace(10, 200, 17)
+    kp[2, :, 2] = 0.9
+    r = PoseResult(np.array([[90, 40, 210, 360], [0, 0, 50, 50], [0, 5, 10, 210]], np.float32),
+                   np.ones(3, np.float32), kp, np.ones(3, np.float32), image_hw=(400, 300))
     boxes = keypoint_boxes(r, keypoint_threshold=0.2, pad=0.1)
     x1, y1 = kp[0, 1:, :2].min(0)
     x2, y2 = kp[0, 1:, :2].max(0)
@@ -204,6 +207,7 @@ def test_keypoint_boxes_cover_confident_keypoints():
     np.testing.assert_allclose(boxes[0], [x1 - 0.1 * w, y1 - 0.1 * h, x2 + 0.1 * w, y2 + 0.1 * h],
                                rtol=1e-5)
     np.testing.assert_array_equal(boxes[1], [0, 0, 50, 50])
+    np.testing.assert_array_equal(boxes[2], [0, 5, 10, 210])
 
 
 # --------------------------------------------------------------------------- writers
@@ -279,3 +283,15 @@ def test_frame_source_repr_and_close():
     src.close()
     with pytest.raises(VideoError, match="closed"):
         next(iter(src))
+
+
+def test_detect_every_redetects_when_frame_size_changes(model_path, tmp_path):
+    """A folder of photos of different sizes: crops from the previous photo make no sense,
+    so the detector runs on each."""
+    for name in ("bus.jpg", "zidane.jpg"):
+        shutil.copy(sample(name), tmp_path / name)
+    det = CountingDetector()
+    with _estimator(model_path, detector=det) as est:
+        results = [r for _, r in est.stream(tmp_path, detect_every=5)]
+    assert det.calls == 2
+    assert [r.image_hw for r in results] == [(1080, 810), (720, 1280)]
