@@ -129,23 +129,31 @@ def to_tflite(model: keras.Model, precision: str = "fp32",
         raise ExportError(f"TFLite precision must be one of {TFLITE_PRECISIONS}; "
                           f"received {precision!r}")
     concrete = _concrete_from_graph_def(frozen_graph_def(model, batch=1))
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    if precision == "fp16":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        if representative is None:
-            raise ExportError("int8 TFLite needs a representative dataset of real person crops")
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.uint8
-        conv.inference_output_type = tf.float32
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # "consider providing trackable_obj": moot for a frozen graph
     try:
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        if precision == "fp16":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+        elif precision == "int8":
+            if representative is None:
+                raise ExportError(
+                    "int8 TFLite needs a representative dataset of real person crops")
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = representative
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.uint8
+            conv.inference_output_type = tf.float32
         with warnings.catch_warnings():
             # uint8 input: the range comes from calibration, not from user statistics
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             return bytes(conv.convert())
+    except ExportError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
             f"TFLite {precision} conversion failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        absl.setLevel(level)

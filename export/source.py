@@ -136,10 +136,13 @@ def infer_genotype(model: keras.Model, input_hw: tuple[int, int]) -> list[list[i
     return None
 
 
-def _name_from_model(model: keras.Model, fallback: str) -> str:
+def _name_from_model(model: keras.Model, input_hw: tuple[int, int], fallback: str) -> str:
+    """``evopose2d_s`` -> ``evopose2d-s``; a non-standard input size is appended (``-128x96``)."""
     for spec in network.MODEL_SPECS.values():
         if model.name == spec.name.replace("-", "_"):
-            return spec.name
+            if tuple(input_hw) == tuple(spec.input_hw):
+                return spec.name
+            return f"{spec.name}-{input_hw[0]}x{input_hw[1]}"
     return fallback
 
 
@@ -207,7 +210,7 @@ def load_source(
             if geno is None:
                 log.warning("could not infer the genotype of %s; the card will have none "
                             "(pass --genotype)", p)
-        return PoseSource(model, name or _name_from_model(model, p.stem), io_hw, stride, k, geno,
+        return PoseSource(model, name or _name_from_model(model, io_hw, p.stem), io_hw, stride, k, geno,
                           True if trained is None else bool(trained), f"keras checkpoint {p.name}")
     if suffix == ".h5":
         if size is None and geno is None:
