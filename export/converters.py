@@ -93,11 +93,16 @@ def to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET):
 
     opset = check_opset(opset)
     gd = frozen_graph_def(model, batch=None)
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)  # tf2onnx calls TF1 freezing APIs that log deprecations
     try:
         proto, _ = tf2onnx.convert.from_graph_def(
             gd, input_names=[INPUT_NAME + ":0"], output_names=[OUTPUT_NAME + ":0"], opset=opset)
     except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types
         raise ExportError(f"tf2onnx failed at opset {opset}: {type(exc).__name__}: {exc}") from None
+    finally:
+        tf_log.setLevel(level)
     g = proto.graph
     _rename_value(g, INPUT_NAME + ":0", INPUT_NAME)
     _rename_value(g, OUTPUT_NAME + ":0", OUTPUT_NAME)
