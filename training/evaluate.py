@@ -1,0 +1,223 @@
+"""COCO keypoint AP of a Keras model (no export needed), with GT boxes or a detection file.
+
+Crops and decoding are the runtime's own: :mod:`evopose_sdk.geometry` for the crop and its
+inverse, :func:`evopose_sdk.decode.decode_heatmaps` and :func:`evopose_sdk.decode.flip_back`
+for the heatmaps. Scoring follows pycocotools ``COCOeval(iouType="keypoints")``: ground-truth
+people with no labelled keypoints are ignored by COCOeval itself, ``area`` scales OKS (the
+data's ``bbox_x0.53`` areas are approximations, see the data README), people with few
+keypoints count like any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evopose_sdk import geometry
+from evopose_sdk.card import atomic_write_text
+from evopose_sdk.decode import decode_heatmaps, flip_back
+from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_SIGMAS
+from evopose_sdk.training import data as datamod
+
+log = logging.getLogger(__name__)
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+#: Keypoints whose peak is below this do not count towards the instance score.
+KEYPOINT_SCORE_THRESHOLD = 0.2
+
+
+@dataclass
+class EvalResult:
+    """COCO keypoint metrics (``stats`` by name, -1 where undefined) and the predictions."""
+
+    stats: dict[str, float]
+    results: list[dict] = field(default_factory=list)
+    num_images: int = 0
+    num_people: int = 0
+    results_path: Path | None = None
+
+    def summary(self) -> str:
+        return " ".join(f"{k}={v:.4f}" for k, v in self.stats.items())
+
+
+def merged_ground_truth(sources: Sequence, max_images: int | None = None,
+                        ) -> tuple[dict, dict[int, str]]:
+    """One COCO dict from several sources (ids are unique across the data's files).
+
+    Returns the dict and ``{image_id: absolute image path}``.
+    """
+    images, anns, cats, paths = [], [], None, {}
+    for s in sources:
+        spec = datamod.SourceSpec.from_any(s)
+        coco = datamod.filter_coco_split(datamod.read_coco_json(spec.annotations), spec.split)
+        cats = cats or coco["categories"]
+        for im in coco["images"]:
+            paths[im["id"]] = str(Path(spec.images) / im["file_name"])
+        images.extend(coco["images"])
+        anns.extend(coco["annotations"])
+    if max_images is not None:
+        images = images[: int(max_images)]
+        keep = {im["id"] for im in images}
+        anns = [a for a in anns if a["image_id"] in keep]
+    gt = {"images": images, "annotations": anns, "categories": cats or [],
+          "info": {}, "licenses": []}
+    return gt, paths
+
+
+def _boxes_by_image(gt: dict, detections) -> dict[int, list[tuple[np.ndarray, float]]]:
+    out: dict[int, list] = {im["id"]: [] for im in gt["images"]}
+    if detections is None:
+        for a in gt["annotations"]:
+            if a.get("iscrowd", 0) or a.get("num_keypoints", 1) == 0:
+                continue
+            out[a["image_id"]].append((np.asarray(a["bbox"], np.float64), 1.0))
+        return out
+    if isinstance(detections, str | os.PathLike):
+        with open(detections, encoding="utf-8") as f:
+            detections = json.load(f)
+    for d in detections:
+        if d.get("category_id", 1) != 1 or d["image_id"] not in out:
+            continue
+        out[d["image_id"]].append((np.asarray(d["bbox"], np.float64), float(d["score"])))
+    return out
+
+
+def predict_crops(model, crops: np.ndarray, flip: bool, flip_pairs, batch_size: int = 32,
+                  ) -> np.ndarray:
+    """Heatmaps (N, Hh, Ww, K) of uint8/float crops (N, h, w, 3) RGB; flip test averaged."""
+    outs = []
+    for lo in range(0, len(crops), batch_size):
+        x = np.asarray(crops[lo: lo + batch_size], np.float32)
+        hm = np.asarray(model.predict_on_batch(x), np.float32)
+        if flip:
+            hf = np.asarray(model.predict_on_batch(np.ascontiguousarray(x[:, :, ::-1])),
+                            np.float32)
+            hm = 0.5 * (hm + flip_back(hf, flip_pairs))
+        outs.append(hm)
+    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+
+
+def predict_image_people(model, image_rgb: np.ndarray, boxes_xywh: Sequence[np.ndarray], *,
+                         flip: bool = True, flip_pairs=COCO_FLIP_PAIRS, decode: str = "dark",
+                         padding: float = geometry.DEFAULT_PADDING, batch_size: int = 32,
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of the people in given boxes of one image.
+
+    Returns:
+        ``keypoints_xy`` (n, K, 2) float64 in image pixels and ``scores`` (n, K) float32.
+    """
+    h, w = int(model.input_shape[1]), int(model.input_shape[2])
+    crops, mats = [], []
+    for b in boxes_xywh:
+        x, y, bw, bh = b
+        c, s = geometry.box_to_center_size([x, y, x + bw, y + bh], w / h, padding)
+        m = geometry.crop_affine(c, s, (h, w))
+        crops.append(geometry.warp_crop(image_rgb, m, (h, w)))
+        mats.append(m)
+    if not crops:
+        return np.zeros((0, model.output_shape[-1], 2)), np.zeros((0, model.output_shape[-1]))
+    hm = predict_crops(model, np.stack(crops), flip, flip_pairs, batch_size)
+    stride = h / hm.shape[1]
+    coords, scores = decode_heatmaps(hm, method=decode)
+    crop_xy = geometry.heatmap_to_crop(coords, stride)
+    img_xy = np.stack([geometry.apply_affine(crop_xy[i], geometry.invert_affine(mats[i]))
+                       for i in range(len(mats))])
+    return img_xy, scores
+
+
+def evaluate_model(
+    model,
+    sources: Sequence,
+    *,
+    detections: str | os.PathLike | list | None = None,
+    flip: bool = True,
+    flip_pairs: Sequence[Sequence[int]] | None = None,
+    decode: str = "dark",
+    sigmas: Sequence[float] | None = None,
+    results_path: str | os.PathLike | None = None,
+    max_images: int | None = None,
+    batch_size: int = 32,
+) -> EvalResult:
+    """COCO keypoint AP of ``model`` on the sources' images.
+
+    Args:
+        model: a Keras model or a ``.keras`` path.
+        sources: SourceSpecs / dicts / folders; their ``split`` selects images (dev_val).
+        detections: None for ground-truth boxes, or COCO-format detection results
+            (``image_id``, ``bbox`` xywh, ``score``) as a list or a JSON path.
+        flip: average with the flipped crop's heatmaps (flip_back: mirror + L/R swap).
+        flip_pairs: default: from the keypoint names of the data.
+        sigmas: OKS sigmas (K,); default COCO's (K = 17) or 0.05 for other sets.
+        results_path: write the COCO results JSON here (atomically).
+
+    Returns:
+        EvalResult with ``stats`` (AP, AP50, ... ARl) and the results list.
+    """
+    from pycocotools.coco import COCO  # noqa: PLC0415
+    from pycocotools.cocoeval import COCOeval  # noqa: PLC0415
+
+    if isinstance(model, str | os.PathLike):
+        from evopose_sdk.training.train import load_checkpoint  # noqa: PLC0415
+
+        model = load_checkpoint(model, compile=False)
+    gt, paths = merged_ground_truth(sources, max_images)
+    cat = next((c for c in gt["categories"] if c.get("keypoints")), None)
+    if cat is None:
+        raise datamod.DataError("the ground truth has no keypoint category")
+    kset = datamod.keypoint_set_from_category(cat, flip_pairs)
+    k = kset.num_keypoints
+    if k != model.output_shape[-1]:
+        raise ValueError(f"model predicts {model.output_shape[-1]} keypoints, data has {k}")
+    boxes = _boxes_by_image(gt, detections)
+    results = []
+    n_people = 0
+    for im in gt["images"]:
+        people = boxes[im["id"]]
+        if not people:
+            continue
+        image = datamod.read_image_rgb(paths[im["id"]])
+        xy, sc = predict_image_people(model, image, [b for b, _ in people], flip=flip,
+                                      flip_pairs=kset.flip_pairs, decode=decode,
+                                      batch_size=batch_size)
+        for p, (box, box_score) in enumerate(people):
+            kp_s = sc[p]
+            good = kp_s > KEYPOINT_SCORE_THRESHOLD
+            inst = float(kp_s[good].mean()) if good.any() else float(kp_s.mean())
+            kps = np.concatenate([xy[p], kp_s[:, None]], axis=1)
+            results.append({"image_id": im["id"], "category_id": cat["id"],
+                            "keypoints": [round(float(v), 3) for v in kps.reshape(-1)],
+                            "score": inst * box_score,
+                            "bbox": [round(float(v), 2) for v in box]})
+            n_people += 1
+    if results_path is not None:
+        atomic_write_text(results_path, json.dumps(results))
+    stats = {n: -1.0 for n in STAT_NAMES}
+    if results and any(a.get("num_keypoints", 1) > 0 for a in gt["annotations"]):
+        with contextlib.redirect_stdout(io.StringIO()) as buf:
+            coco_gt = COCO()
+            coco_gt.dataset = gt
+            coco_gt.createIndex()
+            coco_dt = coco_gt.loadRes(results)
+            ev = COCOeval(coco_gt, coco_dt, "keypoints")
+            ev.params.imgIds = [im["id"] for im in gt["images"]]
+            if sigmas is not None:
+                ev.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
+            elif k == 17:
+                ev.params.kpt_oks_sigmas = COCO_SIGMAS
+            else:
+                ev.params.kpt_oks_sigmas = np.full(k, 0.05)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        log.debug("COCOeval:\n%s", buf.getvalue())
+        stats = {n: float(v) for n, v in zip(STAT_NAMES, ev.stats, strict=True)}
+    return EvalResult(stats, results, len(gt["images"]), n_people,
+                      Path(results_path) if results_path else None)
