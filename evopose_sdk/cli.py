@@ -11,6 +11,7 @@ Exit codes: 0 ok, 1 error (one-line message on stderr), 2 usage error, 130 inter
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import logging
 import math
@@ -231,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     level = logging.WARNING if args.quiet else (logging.INFO if args.verbose else logging.WARNING)
     logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s: %(message)s")
-    if hasattr(cv2, "setLogLevel"):
-        cv2.setLogLevel(2)  # OpenCV's own warnings only on errors
+    with contextlib.suppress(AttributeError):  # OpenCV's own log: errors only
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
         return run(args)
     except KeyboardInterrupt:
