@@ -36,6 +36,7 @@ DEFAULT_CONFIG: dict = {
         "flip_pairs": None,       # default: from the keypoint names
         "sigma": None,            # heatmap sigma in cells; default 2 at 64x48, scaled
         "min_keypoints": 1,
+        "max_people": None,       # use only the first N people (smoke tests)
         "augment": {
             "enabled": True, "scale_factor": 0.3, "rotation": 40.0, "rotation_prob": 0.6,
             "flip_prob": 0.5, "half_body_prob": 0.3, "half_body_min_joints": 8,

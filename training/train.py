@@ -387,10 +387,16 @@ def val_sources(cfg: Mapping) -> list[datamod.SourceSpec]:
     """Validation sources: ``data.val_sources`` or sources of val_root/root with val_split."""
     d = cfg["data"]
     if d.get("val_sources"):
-        specs = [datamod.SourceSpec.from_any(s) for s in d["val_sources"]]
-        for s in specs:
-            if s.split == "train" and d["val_split"]:
-                s.split = d["val_split"]
+        specs = []
+        for s in d["val_sources"]:
+            if isinstance(s, str) and d.get("root") and not Path(s).is_dir():
+                specs.append(datamod.sources_in_root(d.get("val_root") or d["root"],
+                                                     d["val_split"], [s])[0])
+                continue
+            spec = datamod.SourceSpec.from_any(s)
+            if not (isinstance(s, Mapping) and "split" in s):
+                spec.split = d["val_split"]
+            specs.append(spec)
         return specs
     root = d.get("val_root") or d.get("root")
     if not root:
@@ -505,6 +511,8 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
 
     records = datamod.load_sources(train_sources(cfg), cfg["data"]["flip_pairs"],
                                    int(cfg["data"]["min_keypoints"]))
+    if cfg["data"]["max_people"]:
+        records = records.subset(np.arange(min(len(records), int(cfg["data"]["max_people"]))))
     kset = records.keypoint_set
     genotype, input_hw, _ = model_geometry(cfg)
     from evopose_sdk.training import genotype as gt  # noqa: PLC0415
