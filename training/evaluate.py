@@ -49,6 +49,7 @@ class EvalResult:
 
 
 def merged_ground_truth(sources: Sequence, max_images: int | None = None,
+                        image_ids: Sequence[int] | None = None,
                         ) -> tuple[dict, dict[int, str]]:
     """One COCO dict from several sources (ids are unique across the data's files).
 
@@ -63,8 +64,10 @@ def merged_ground_truth(sources: Sequence, max_images: int | None = None,
             paths[im["id"]] = str(Path(spec.images) / im["file_name"])
         images.extend(coco["images"])
         anns.extend(coco["annotations"])
-    if max_images is not None:
-        images = images[: int(max_images)]
+    if image_ids is not None:
+        wanted = {int(i) for i in image_ids}
+        images = [im for im in images if im["id"] in wanted]
+    if max_images is not None or image_ids is not None:
         keep = {im["id"] for im in images}
         anns = [a for a in anns if a["image_id"] in keep]
     gt = {"images": images, "annotations": anns, "categories": cats or [],
@@ -144,6 +147,7 @@ def evaluate_model(
     sigmas: Sequence[float] | None = None,
     results_path: str | os.PathLike | None = None,
     max_images: int | None = None,
+    image_ids: Sequence[int] | None = None,
     batch_size: int = 32,
 ) -> EvalResult:
     """COCO keypoint AP of ``model`` on the sources' images.
@@ -157,6 +161,7 @@ def evaluate_model(
         flip_pairs: default: from the keypoint names of the data.
         sigmas: OKS sigmas (K,); default COCO's (K = 17) or 0.05 for other sets.
         results_path: write the COCO results JSON here (atomically).
+        max_images, image_ids: evaluate only these images (the first N / these ids).
 
     Returns:
         EvalResult with ``stats`` (AP, AP50, ... ARl) and the results list.
@@ -168,7 +173,7 @@ def evaluate_model(
         from evopose_sdk.training.train import load_checkpoint  # noqa: PLC0415
 
         model = load_checkpoint(model, compile=False)
-    gt, paths = merged_ground_truth(sources, max_images)
+    gt, paths = merged_ground_truth(sources, max_images, image_ids)
     cat = next((c for c in gt["categories"] if c.get("keypoints")), None)
     if cat is None:
         raise datamod.DataError("the ground truth has no keypoint category")
