@@ -26,7 +26,7 @@ def tiny_config(generations: int = 2, **extra) -> dict:
                             "train.warmup_epochs=0", "train.lr=1e-3", "data.workers=0",
                             "train.precision=float32", "train.jit_compile=false",
                             "train.log_every_steps=100"],
-        "val_max_people": 8, "val_batch_size": 8,
+        "val_max_people": 8, "val_batch_size": 8, "eager": True,
     }
     cfg.update(extra)
     return cfg

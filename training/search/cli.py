@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(getattr(args, "log_file", None), args.verbose)
     from evopose_sdk.training.search.config import SearchConfig, SearchConfigError  # noqa: PLC0415
     from evopose_sdk.training.search.report import write_report  # noqa: PLC0415
-    from evopose_sdk.training.search.runner import Search  # noqa: PLC0415
+    from evopose_sdk.training.search.runner import Search, SearchInterrupted  # noqa: PLC0415
     from evopose_sdk.training.search.state import SearchStateError  # noqa: PLC0415
 
     try:
@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"best {b['id']} {b['genotype_str']} params {b['params']} "
                   f"val_loss {b['val_loss']:.6g} fitness {b['fitness']:.6g}")
         return 0
+    except SearchInterrupted as exc:
+        print(f"evopose-search: interrupted ({exc}); continue with 'evopose-search resume "
+              f"{args.dir}'", file=sys.stderr)
+        return 130
     except (SearchConfigError, SearchStateError, FileExistsError, FileNotFoundError,
             ValueError, RuntimeError) as exc:
         print(f"evopose-search: error: {exc}", file=sys.stderr)

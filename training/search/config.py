@@ -49,6 +49,8 @@ class SearchConfig:
         val_batch_size: batch size of validation forward passes.
         keep_checkpoints: keep a finished child's run/checkpoints (else deleted; the child's
             ``model.keras`` always stays).
+        eager: run TensorFlow functions eagerly (no graph tracing). Only for tiny test
+            searches of a few steps per child, where tracing costs more than training.
     """
 
     seed: int = 0
@@ -71,6 +73,7 @@ class SearchConfig:
     val_max_people: int | None = None
     val_batch_size: int = 32
     keep_checkpoints: bool = False
+    eager: bool = False
 
     def __post_init__(self) -> None:
         if self.generations < 0 or self.children < 1 or self.parents < 1:

@@ -155,8 +155,16 @@ def train_child(spec: Mapping) -> dict:
     tc = child_train_config(cfg, record, run_dir, spec.get("parent_weights"))
     t0 = time.time()
     keras.backend.clear_session()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # noqa: PLC0415
+
+        tf.config.run_functions_eagerly(bool(cfg.eager))
     final = trainmod.train(tc, resume="auto")
     seconds = time.time() - t0
+    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+    if not state.get("finished"):  # SIGINT/SIGTERM: train() checkpointed and returned early
+        raise SearchInterrupted(f"{record['id']} stopped at step {state['step']} of "
+                                f"{state['total_steps']}; resume the search to finish it")
     model = trainmod.load_checkpoint(final, compile=False)
     stride = gt.heatmap_stride(record["genotype"])
     images, hms, wts = validation_arrays(tc, cfg.input_hw, stride, cfg.val_max_people)
@@ -165,7 +173,6 @@ def train_child(spec: Mapping) -> dict:
     weights = child_dir / "model.keras"
     shutil.copyfile(final, child_dir / ".model.keras.tmp")
     os.replace(child_dir / ".model.keras.tmp", weights)
-    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
     transfer = None
     tr = run_dir / "transfer_report.json"
     if tr.is_file():
