@@ -22,6 +22,7 @@ DEFAULT_CONFIG: dict = {
         "genotype": None,         # 7 x [kernel, repeats, filters/8, stride] overrides size
         "input_hw": None,         # [h, w] overrides the size's input
         "head_channels": 128,
+        "compound_scaling": True,
         "activation": "swish",
         "drop_connect_rate": None,
         "weight_decay": 1e-5,     # L2 on kernels (the paper's 1e-5)

@@ -28,8 +28,10 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
 CONV_KERNEL_INITIALIZER = keras.initializers.VarianceScaling(
     scale=2.0, mode="fan_out", distribution="truncated_normal")
-DENSE_KERNEL_INITIALIZER = keras.initializers.VarianceScaling(
-    scale=1.0 / 3.0, mode="fan_out", distribution="uniform")
+#: The heatmap layer starts near zero (as SimpleBaseline's final layer: normal, std 0.001), so
+#: an untrained net predicts empty heatmaps instead of O(1) noise and training does not spend
+#: its first thousand steps unlearning that noise.
+FINAL_KERNEL_INITIALIZER = keras.initializers.RandomNormal(stddev=0.001)
 
 #: Fixed per-stage settings of the MBConv blocks (EfficientNet-B0).
 EXPAND_RATIOS = (1, 6, 6, 6, 6, 6, 6)
@@ -183,7 +185,7 @@ def build_evopose(
         x = layers.BatchNormalization(name=f"head_block{i + 1}_bn")(x)
         x = layers.Activation(activation, name=f"head_block{i + 1}_activation")(x)
     x = layers.Conv2D(num_keypoints, final_kernel, padding="same", use_bias=True,
-                      kernel_initializer=DENSE_KERNEL_INITIALIZER, kernel_regularizer=regularizer,
+                      kernel_initializer=FINAL_KERNEL_INITIALIZER, kernel_regularizer=regularizer,
                       name="final_conv")(x)
     return keras.Model(img, x, name=name)
 

@@ -214,6 +214,7 @@ def build_model(cfg: Mapping, num_keypoints: int) -> keras.Model:
     return build_evopose(genotype, input_hw, num_keypoints, head_channels=m["head_channels"],
                          activation=m["activation"], drop_connect_rate=m["drop_connect_rate"],
                          weight_decay=float(m["weight_decay"] or 0.0),
+                         compound_scaling=bool(m.get("compound_scaling", True)),
                          name=name.replace("-", "_"))
 
 
