@@ -98,7 +98,7 @@ def write_report(search_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     sc = ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=[c["generation"] for c in done],
                     cmap="viridis", s=22)
-    fig.colorbar(sc, ax=ax, label="generation")
+    fig.colorbar(sc, ax=ax, label="generation", ticks=sorted({c["generation"] for c in done}))
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "r-", lw=1.2,
             label="Pareto front")
     ax.set_xlabel("parameters (M)")
