@@ -106,6 +106,10 @@ def test_mutation_stride_space_and_scaled_twins():
     for _ in range(50):
         child, _ = mutate(cfg.ancestor, small, rng)
         assert small.signature(child) != small.signature(cfg.ancestor)
+    # without compound scaling every genotype change is a different network
+    flat = SearchConfig(input_hw=[128, 96], ancestor_filter_scale=0.25,
+                        train_overrides=["model.compound_scaling=false"]).mutation_space()
+    assert flat.signature(twin) != flat.signature(cfg.ancestor)
 
 
 def test_fitness_and_pareto_front():
@@ -125,6 +129,7 @@ def test_fitness_and_pareto_front():
     ({"input_hw": [100, 96]}, "divisible"),
     ({"ancestor": "k3r1"}, "parse"),
     ({"mutation": {"kernel": [3]}}, "unknown mutation"),
+    ({"train_overrides": ["model.bogus=1"]}, "unknown config key"),
 ])
 def test_search_config_errors(fields, match):
     with pytest.raises(SearchConfigError, match=match):

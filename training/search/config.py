@@ -122,9 +122,22 @@ class SearchConfig:
         mut = dict(self.mutation)
         if {"width_coefficient", "depth_coefficient"} & set(mut):
             raise SearchConfigError("width/depth coefficients follow input_hw; do not set them")
-        d, w, _ = gt.scaling_parameters(tuple(self.input_hw))
+        d, w = 1.0, 1.0
+        if self.compound_scaling():
+            d, w, _ = gt.scaling_parameters(tuple(self.input_hw))
         return MutationSpace(ancestor=self.ancestor_genotype(), width_coefficient=w,
                              depth_coefficient=d, **mut)
+
+    def compound_scaling(self) -> bool:
+        """Whether the children's builder scales depth and width by input size (the training
+        config's ``model.compound_scaling``, default true)."""
+        from evopose_sdk.training import config as cfgmod  # noqa: PLC0415
+
+        try:
+            tc = cfgmod.load_config(copy.deepcopy(self.train_config), self.train_overrides)
+        except cfgmod.ConfigError as exc:
+            raise SearchConfigError(f"train_config / train_overrides: {exc}") from exc
+        return bool(tc["model"].get("compound_scaling", True))
 
     @classmethod
     def from_any(cls, source: SearchConfig | dict | str | os.PathLike,
