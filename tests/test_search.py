@@ -33,6 +33,8 @@ from evopose_sdk.training.search.mutation import GENES  # noqa: E402
 from evopose_sdk.training.search.report import pareto_front  # noqa: E402
 
 B0 = gt.EFFICIENTNET_B0
+# eager test searches (SearchConfig.eager) make TensorFlow warn about tf.data, unused here
+pytestmark = pytest.mark.filterwarnings("ignore:Even though the:UserWarning")
 
 
 # ----------------------------------------------------------------------------- mutation
