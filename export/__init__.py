@@ -18,6 +18,7 @@ from evopose_sdk.export.errors import ExportError
 
 _LAZY = {
     "export_model": "evopose_sdk.export.api",
+    "update_card": "evopose_sdk.export.api",
     "ExportResult": "evopose_sdk.export.api",
     "ExportedFile": "evopose_sdk.export.api",
     "FORMATS": "evopose_sdk.export.api",

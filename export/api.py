@@ -323,3 +323,41 @@ def export_model(
         if fmt == "onnx":
             onnx.checker.check_model(str(path))
     return result
+
+
+def update_card(model_path: str | Path, metrics: dict[str, Any] | None = None,
+                **fields: Any) -> ModelCard:
+    """Merge measured figures (and other card fields) into a model's card after export.
+
+    The sidecar card is rewritten and, for ONNX, the embedded card too; since that changes the
+    file's bytes, the card's sha256 is recomputed. Both files are written atomically.
+
+    Args:
+        model_path: an exported ``.onnx`` or ``.tflite`` file with its ``<file>.json`` card.
+        metrics: merged into ``card.metrics`` (new keys added, existing keys replaced).
+        fields: other card fields to set (``training_data=...``, ``recipe=...``).
+
+    Returns:
+        The updated :class:`ModelCard`.
+    """
+    path = Path(model_path)
+    card = ModelCard.load(card_path_for(path))
+    unknown = sorted(set(fields) - set(card.to_dict()))
+    if unknown:
+        raise ExportError(f"unknown card fields: {', '.join(unknown)}")
+    card.metrics.update(metrics or {})
+    for key, value in fields.items():
+        setattr(card, key, value)
+    card.validate()
+    if card.file_format == "onnx":
+        import onnx
+
+        proto = onnx.load(str(path))
+        card.sha256 = ""
+        del proto.metadata_props[:]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = ONNX_METADATA_KEY, card.to_json()
+        atomic_write_bytes(path, proto.SerializeToString())
+    card.sha256 = sha256_file(path)
+    card.save(card_path_for(path))
+    return card
