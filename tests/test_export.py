@@ -143,6 +143,27 @@ PARITY_BOUNDS = [
 ]
 
 
+def test_update_card_after_measuring(s_export, tmp_path):
+    """Figures measured after export land in the sidecar and the embedded card; sha stays valid."""
+    import onnx
+
+    from evopose_sdk.export import update_card
+
+    f = s_export["result"]["onnx"]
+    path = tmp_path / f.path.name
+    shutil.copyfile(f.path, path)
+    shutil.copyfile(card_path_for(f.path), card_path_for(path))
+    card = update_card(path, {"dev_val": {"AP": 0.5}}, training_data="test data")
+    assert card.metrics["dev_val"] == {"AP": 0.5} and "parity" in card.metrics
+    verify_sha256(ModelCard.load(card_path_for(path)), path)
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    embedded = json.loads(meta[ONNX_METADATA_KEY])
+    assert embedded["metrics"]["dev_val"] == {"AP": 0.5}
+    assert embedded["training_data"] == "test data" and embedded["sha256"] == ""
+    with pytest.raises(ExportError, match="unknown card fields: bogus"):
+        update_card(path, bogus=1)
+
+
 @pytest.mark.parametrize("fmt,max_rel,mean_rel", PARITY_BOUNDS)
 def test_parity_report(s_export, fmt, max_rel, mean_rel):
     f = s_export["result"][fmt]
