@@ -212,10 +212,12 @@ def run_ours(model: Path, gt: dict, boxes: str, flip: bool, decode: str, quiet: 
                 dropped += int(ign.sum())
                 res = res[~ign]
             results.extend(res.to_coco(im["id"]))
+    zero = sum(r["score"] == 0 for r in results)
     score_source = _finish_scores(results)
     row = dict(model=card.name, file=model.name, precision=card.precision,
                format=card.file_format, input_hw=list(card.input_size), boxes=boxes, flip=flip,
-               decode=decode, score_source=score_source, people_posed=people,
+               decode=decode, score_source=score_source, zero_score_results=zero,
+               people_posed=people,
                detections_ignored=dropped, results=len(results),
                ms_per_person=1e3 * elapsed / max(people, 1),
                ms_per_image=1e3 * elapsed / max(len(gt["images"]), 1))
