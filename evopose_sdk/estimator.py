@@ -12,8 +12,8 @@ Pipeline of :meth:`PoseEstimator.estimate`:
    averaged with the plain ones;
 5. decoding (``"dark"``, ``"quarter"`` or ``"argmax"``), heatmap cells -> crop pixels ->
    image pixels through the inverse affine;
-6. instance score = mean of the keypoint scores above ``keypoint_score_floor`` (0 if none)
-   x detector box score; OKS-NMS drops duplicate people; people sorted by instance score.
+6. instance score = mean of the keypoint scores above ``keypoint_score_floor`` (the plain
+   mean if none is) x detector box score; OKS-NMS drops duplicate people; people sorted by instance score.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class PoseEstimatorOptions:
         oks_nms: OKS threshold for dropping duplicate people (None = off).
         detector_score_threshold, detector_nms_iou: override the detector's defaults.
         keypoint_score_floor: keypoint scores at or below this are left out of the
-            instance score mean.
+            instance score mean (a person with none above it gets the plain mean).
         precision: pick a shipped model's precision by name (``"fp32"``, ``"fp16"``, ``"int8"``).
         verify_sha256: check the card's sha256 against the model file on load.
         max_image_pixels: refuse larger images (InputError).
@@ -309,9 +309,11 @@ class PoseEstimator:
         img_xy = np.stack([apply_affine(crop_xy[i], invert_affine(mats[i])) for i in range(n)])
         kp_scores = kp_scores.astype(np.float32)
         strong = kp_scores > opts.keypoint_score_floor
+        # People with no keypoint above the floor keep their (small) plain mean, so weak
+        # detections still rank among themselves instead of tying at 0.
         mean_strong = np.where(strong.any(axis=1),
                                (kp_scores * strong).sum(axis=1) / np.maximum(strong.sum(axis=1), 1),
-                               0.0)
+                               kp_scores.mean(axis=1))
         inst = (mean_strong * box_scores).astype(np.float32)
         keypoints = np.concatenate([img_xy.astype(np.float32), kp_scores[..., None]], axis=-1)
         if keep_order:
