@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 
 from evopose_sdk.errors import EvoPoseError
+from evopose_sdk.registry import DEFAULT_MODEL
 
 logger = logging.getLogger("evopose_sdk.cli")
 
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE",
                    help="video file, image folder, image file, or webcam index (e.g. 0)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="evopose2d-s",
+    g.add_argument("--model", default=DEFAULT_MODEL,
                    help="shipped model name or a path to an .onnx/.tflite file with its card "
                         "(default: %(default)s)")
     g.add_argument("--backend", choices=("onnxruntime", "tflite"), default=None,

@@ -43,7 +43,7 @@ from evopose_sdk.geometry import (
 )
 from evopose_sdk.io import DEFAULT_MAX_IMAGE_PIXELS, load_image
 from evopose_sdk.nms import oks_nms
-from evopose_sdk.registry import resolve_model
+from evopose_sdk.registry import DEFAULT_MODEL, resolve_model
 from evopose_sdk.result import PoseResult
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ class PoseEstimatorOptions:
     """Options of :class:`PoseEstimator` (all keyword arguments of its constructor).
 
     Attributes:
-        model: shipped model name (``"evopose2d-s"``) or path to ``.onnx`` / ``.tflite``.
+        model: shipped model name (default :data:`~evopose_sdk.registry.DEFAULT_MODEL`) or
+            path to ``.onnx`` / ``.tflite``.
         detector: ``"default"`` (SSD-MobileNetV2), ``"whole-image"``, a YOLO ``.onnx`` path,
             a ``.pt`` path (ultralytics), or a :class:`~evopose_sdk.detectors.Detector`.
         flip_test: average the heatmaps of the crop and of its mirror image.
@@ -74,7 +75,7 @@ class PoseEstimatorOptions:
         max_batch: crops per model call (None = all crops of an image in one call).
     """
 
-    model: str | os.PathLike = "evopose2d-s"
+    model: str | os.PathLike = DEFAULT_MODEL
     detector: Any = "default"
     flip_test: bool = True
     backend: str | None = None

@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".onnx", ".tflite")
 
+#: The shipped model used when none is named. The first model this project trained on CPU is
+#: the EvoPose2D-S genotype at 128x96 input (see its card); the 256x192 S replaces it once
+#: trained (see the README's status section).
+DEFAULT_MODEL = "evopose2d-s-128"
+
 
 def models_dir() -> Path:
     """Folder of the shipped models (``evopose_sdk.models``); ``EVOPOSE_MODELS_DIR`` overrides."""

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from evopose_sdk import PoseEstimator, SSDMobileNetDetector
+from evopose_sdk.registry import DEFAULT_MODEL
 
 
 class LargestPerson:
@@ -52,7 +53,7 @@ class CocoBoxes:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("image", type=Path)
-    ap.add_argument("--model", default="evopose2d-s")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--coco", type=Path, default=None,
                     help="COCO annotation JSON holding the image (use its boxes)")
     args = ap.parse_args(argv)

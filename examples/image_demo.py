@@ -15,12 +15,13 @@ import cv2
 
 from evopose_sdk import PoseEstimator
 from evopose_sdk.card import atomic_write_bytes, atomic_write_text
+from evopose_sdk.registry import DEFAULT_MODEL
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("image", type=Path, help="input image")
-    ap.add_argument("--model", default="evopose2d-s", help="model name or .onnx/.tflite path")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="model name or .onnx/.tflite path")
     ap.add_argument("--detector", default="default",
                     help="'default' (SSD-MobileNetV2), 'whole-image', or a YOLO .onnx path")
     ap.add_argument("--no-flip", action="store_true", help="disable flip test")

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from evopose_sdk import PoseEstimator
+from evopose_sdk.registry import DEFAULT_MODEL
 from evopose_sdk.video import open_source, stream_with_info
 from evopose_sdk.writers import AtomicVideoWriter, JsonLinesWriter
 
@@ -19,7 +20,7 @@ from evopose_sdk.writers import AtomicVideoWriter, JsonLinesWriter
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("video", type=Path)
-    p.add_argument("--model", default="evopose2d-s", help="model name or .onnx/.tflite path")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model name or .onnx/.tflite path")
     p.add_argument("--detect-every", type=int, default=1)
     p.add_argument("--max-frames", type=int, default=None)
     args = p.parse_args()

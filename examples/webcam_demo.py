@@ -11,12 +11,13 @@ import argparse
 import cv2
 
 from evopose_sdk import PoseEstimator
+from evopose_sdk.registry import DEFAULT_MODEL
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--camera", type=int, default=0)
-    p.add_argument("--model", default="evopose2d-s")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--detect-every", type=int, default=3,
                    help="detector every k frames, keypoint-following crops in between")
     p.add_argument("--no-flip", action="store_true", help="faster, slightly less accurate")
