@@ -92,13 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     from evopose_sdk.export import update_card
 
     recipe = json.loads(args.recipe.read_text())
+    from evopose_sdk.training.network import get_spec
+
+    genotype = recipe["model"].get("genotype") or [list(b) for b in
+                                                    get_spec(recipe["model"]["size"]).genotype]
     for f in files:
         rows = [{k: r.get(k) for k in keep} for r in table["rows"]
                 if r.get("file") == f.name and "AP" in r]
         metrics = {"dev_val": {"people": table["people"], "images": table["images"],
                                "rows": rows, "peers_same_gt_boxes": peers,
                                "command": f"python benchmarks/eval_dev_val.py (tag {tag})"}}
-        update_card(f, metrics, trained=True, training_data=TRAINING_DATA,
+        update_card(f, metrics, trained=True, genotype=genotype, training_data=TRAINING_DATA,
                     recipe={"config": recipe, "config_file": str(args.recipe),
                             "init": "imagenet-lite0", "device": args.device,
                             **_training_time(args.run_dir)})
