@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
+from evopose_sdk.training.cli import _env_defaults
+
 log = logging.getLogger("evopose_sdk.training.search")
-
-
-def _env_defaults() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 def _setup_logging(log_file: str | None, verbose: bool) -> None:
