@@ -29,12 +29,14 @@ def _env_defaults() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
-def _setup_logging(log_file: str | None, verbose: bool) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
+def _setup_logging(log_file: str | None, verbose: bool, logger: str = "evopose_sdk") -> None:
+    """Log ``logger`` at INFO (DEBUG if verbose), the rest of evopose_sdk and other libraries
+    at WARNING, to stderr and optionally to ``log_file``."""
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     root.setLevel(logging.WARNING)
-    logging.getLogger("evopose_sdk").setLevel(level)
+    logging.getLogger("evopose_sdk").setLevel(logging.WARNING)
+    logging.getLogger(logger).setLevel(logging.DEBUG if verbose else logging.INFO)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)

@@ -14,27 +14,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from evopose_sdk.training.cli import _env_defaults
+from evopose_sdk.training.cli import _setup_logging as _train_logging
 
 log = logging.getLogger("evopose_sdk.training.search")
 
 
 def _setup_logging(log_file: str | None, verbose: bool) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.WARNING)
-    logging.getLogger("evopose_sdk").setLevel(logging.WARNING)
-    logging.getLogger("evopose_sdk.training.search").setLevel(
-        logging.DEBUG if verbose else logging.INFO)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    for h in handlers:
-        h.setFormatter(fmt)
-        root.addHandler(h)
+    _train_logging(log_file, verbose, logger="evopose_sdk.training.search")
 
 
 def _add_exec_args(p: argparse.ArgumentParser) -> None:
