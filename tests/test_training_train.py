@@ -190,3 +190,18 @@ def test_short_real_training_learns_keypoints(tmp_path):
     # Measured (2 shared CPU cores, 330 steps): AP 0.18, AP50 0.63 against 0.00 untrained.
     assert res.stats["AP"] > base_res.stats["AP"] + 0.1, res.summary()
     assert res.stats["AP50"] > 0.4, res.summary()
+
+
+def test_train_threads_limits_tensorflow_cpu_threads():
+    code = ("import os; os.environ['KERAS_BACKEND']='tensorflow';"
+            "from evopose_sdk.training import config as C, train as T;"
+            "cfg = C.load_config('xs', ['train.threads=1']);"
+            "T.set_cpu_threads(cfg['train']['threads']);"
+            "import tensorflow as tf;"
+            "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+            " tf.config.threading.get_inter_op_parallelism_threads())")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "1"]

@@ -68,6 +68,7 @@ DEFAULT_CONFIG: dict = {
         "tensorboard": True,      # only with the TensorFlow backend
         "progress": "auto",       # auto | true | false (tqdm bar)
         "jit_compile": "auto",
+        "threads": None,          # CPU threads per op for TensorFlow (null: all cores)
     },
     "init": {
         "from": None,             # null | "imagenet-lite0" | path .keras | path .pth
@@ -83,7 +84,7 @@ RUNTIME_FIELDS = {
     "train.keep_checkpoints", "train.progress", "train.eval_every_epochs", "train.eval_flip",
     "train.eval_max_images", "train.tensorboard", "data.workers", "data.use_multiprocessing",
     "data.prefetch", "data.root", "data.sources", "data.val_root", "data.val_sources",
-    "output.dir", "init.from", "train.devices", "train.precision",
+    "output.dir", "init.from", "train.devices", "train.precision", "train.threads",
 }
 
 BUNDLED = ("xs", "s", "m", "l")

