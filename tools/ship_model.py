@@ -2,9 +2,13 @@
 """Export a trained checkpoint into models/, measure it on dev_val, and write the figures into
 its cards. The shipped files are exactly what this script leaves in models/.
 
-    python tools/ship_model.py runs/evopose2d-s-128/final.keras --name evopose2d-s-128 \
+    python tools/ship_model.py runs/evopose2d-s-128-ft/final.keras --name evopose2d-s-128 \
         --recipe recipes/evopose2d_s_cpu_short.json --run-dir runs/evopose2d-s-128 \
-        --data ../shared/data --peers /tmp/peers/models
+        --recipe recipes/evopose2d_s128_faces.json --run-dir runs/evopose2d-s-128-ft \
+        --pseudo-faces runs/pseudo_faces/summary.json --data ../shared/data --peers /tmp/peers/models
+
+A model trained in stages (each stage initialised from the previous one's final model) gives
+one ``--recipe``/``--run-dir`` pair per stage, in order.
 
 Steps: evopose-export (ONNX fp32, TFLite fp16, TFLite int8; int8 calibrated and parity measured
 on person crops from train-split sources), benchmarks/eval_dev_val.py on the three files (+ the
@@ -29,7 +33,8 @@ TRAINING_DATA = {
     "description": (
         "the train split of the project's development data (12,940 people: LSP, LSPET, PARSE, "
         "LiteHRNet fashion photos, Basque pelota players, 9 coco128 images); face keypoints "
-        "are labelled for only ~1,500 of them, so face-bearing sources are up-weighted"),
+        "are labelled for only ~1,500 of them, so face-bearing sources are up-weighted (and, "
+        "where face_pseudo_labels is given, LSP/LSPET/PARSE faces come from a teacher)"),
     "sources": {
         "lspet": "Johnson & Everingham, CVPR 2011; research use; Flickr images",
         "lsp": "Johnson & Everingham, BMVC 2010; research use; Flickr images",
@@ -66,14 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--name", required=True)
-    ap.add_argument("--recipe", type=Path, required=True)
-    ap.add_argument("--run-dir", type=Path, required=True)
+    ap.add_argument("--recipe", type=Path, required=True, action="append",
+                    help="training config of a stage (repeat per stage, in order)")
+    ap.add_argument("--run-dir", type=Path, required=True, action="append",
+                    help="run folder of a stage (same order as --recipe)")
+    ap.add_argument("--pseudo-faces", type=Path,
+                    help="summary.json of tools/pseudo_label_faces.py used by a stage")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--peers", type=Path, default=Path("/tmp/peers/models"))
     ap.add_argument("--out", type=Path, default=REPO / "models")
     ap.add_argument("--device", default=f"CPU ({os.cpu_count()} cores, {platform.machine()}), "
                                         "TensorFlow backend")
     args = ap.parse_args(argv)
+    if len(args.recipe) != len(args.run_dir):
+        ap.error("give one --run-dir per --recipe")
 
     calib = [str(args.data / s / "annotations.json") for s in ("litehrnet", "julito", "lsp")]
     _run(["evopose-export", str(args.checkpoint), "--out", str(args.out), "--name", args.name,
@@ -91,21 +102,36 @@ def main(argv: list[str] | None = None) -> int:
 
     from evopose_sdk.export import update_card
 
-    recipe = json.loads(args.recipe.read_text())
+    stages = []
+    for rec_path, run_dir in zip(args.recipe, args.run_dir, strict=True):
+        stages.append({"config": json.loads(rec_path.read_text()), "config_file": str(rec_path),
+                       **_training_time(run_dir)})
+    recipe = stages[-1]["config"]
     from evopose_sdk.training.network import get_spec
 
     genotype = recipe["model"].get("genotype") or [list(b) for b in
                                                     get_spec(recipe["model"]["size"]).genotype]
+    training_data = dict(TRAINING_DATA)
+    if args.pseudo_faces:
+        summary = json.loads(args.pseudo_faces.read_text())
+        training_data["face_pseudo_labels"] = {
+            "teacher": "MoveNet SinglePose Thunder (Apache-2.0), tools/pseudo_label_faces.py",
+            "min_score": summary["min_score"],
+            "per_source": summary["sources"]}
+    timing = {"steps": sum(s.get("steps", 0) for s in stages),
+              "elapsed_s": sum(s.get("elapsed_s", 0.0) for s in stages)}
+    if stages and "final_heatmap_loss" in stages[-1]:
+        timing["final_heatmap_loss"] = stages[-1]["final_heatmap_loss"]
     for f in files:
         rows = [{k: r.get(k) for k in keep} for r in table["rows"]
                 if r.get("file") == f.name and "AP" in r]
         metrics = {"dev_val": {"people": table["people"], "images": table["images"],
                                "rows": rows, "peers_same_gt_boxes": peers,
                                "command": f"python benchmarks/eval_dev_val.py (tag {tag})"}}
-        update_card(f, metrics, trained=True, genotype=genotype, training_data=TRAINING_DATA,
-                    recipe={"config": recipe, "config_file": str(args.recipe),
-                            "init": "imagenet-lite0", "device": args.device,
-                            **_training_time(args.run_dir)})
+        update_card(f, metrics, trained=True, genotype=genotype, training_data=training_data,
+                    recipe={"config": recipe, "config_file": str(args.recipe[-1]),
+                            "init": "imagenet-lite0", "device": args.device, **timing,
+                            "stages": stages})
         print(f"card updated: {f}.json")
     return 0
 
