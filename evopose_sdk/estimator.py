@@ -60,7 +60,7 @@ class PoseEstimatorOptions:
             a ``.pt`` path (ultralytics), or a :class:`~evopose_sdk.detectors.Detector`.
         flip_test: average the heatmaps of the crop and of its mirror image.
         backend: ``"onnxruntime"`` or ``"tflite"``; None (default) picks it from the file
-            extension, and ONNX for a shipped model name.
+            found: ONNX for a shipped model name, unless ``precision`` exists only as TFLite.
         threads: inference threads (None = runtime default).
         decode: ``"dark"``, ``"quarter"`` or ``"argmax"``.
         box_padding: crop = box at the model's aspect ratio times this.
@@ -145,12 +145,12 @@ class PoseEstimator:
             options = PoseEstimatorOptions(**kwargs)
         self.options = options
         backend = options.backend
-        if backend is None:
-            backend = "tflite" if str(options.model).lower().endswith(".tflite") else "onnxruntime"
         resolved = resolve_model(options.model, backend=backend, precision=options.precision,
                                  verify=options.verify_sha256)
         self.model_path: Path = resolved.path
         self.card: ModelCard = resolved.card
+        if backend is None:  # from the file found (a shipped int8 model is TFLite only)
+            backend = "tflite" if self.card.file_format == "tflite" else "onnxruntime"
         if backend in ("onnxruntime", "onnx") and self.card.file_format != "onnx" or \
                 backend == "tflite" and self.card.file_format != "tflite":
             raise ModelError(f"backend {backend!r} cannot run the {self.card.file_format} file "

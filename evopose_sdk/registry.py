@@ -148,9 +148,12 @@ def resolve_model(
     key = text.lower()
     matches = [m for m in candidates
                if key in (m.card.name.lower(), m.path.stem.lower(), m.path.name.lower())]
-    matches = [m for m in matches if m.card.file_format == fmt]
     if precision is not None:
         matches = [m for m in matches if m.card.precision == precision]
+    if backend is None and precision is not None and matches and not any(
+            m.card.file_format == fmt for m in matches):
+        fmt = matches[0].card.file_format  # e.g. int8 is shipped as TFLite only
+    matches = [m for m in matches if m.card.file_format == fmt]
     if not matches:
         names = sorted({f"{m.card.name} ({m.card.file_format} {m.card.precision})"
                         for m in candidates})

@@ -1,0 +1,111 @@
+"""The models shipped in models/: cards, files and real accuracy of the default model.
+
+The accuracy test poses real dev_val people (official COCO labels, ../shared/data; skipped
+clearly without it) on their ground-truth boxes and scores them with the COCO OKS, against
+a baseline that knows the box but not the image (each keypoint at its mean position in
+the box over the same people). A broken model, export or decoder falls to that baseline.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _training_helpers import DATA_ROOT, REPO
+
+from evopose_sdk import PoseEstimator
+from evopose_sdk.card import ModelCard, card_path_for, sha256_file
+from evopose_sdk.registry import DEFAULT_MODEL, available_models, resolve_model
+
+COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
+                        .87, .87, .89, .89]) / 10.0
+SHIPPED = sorted(p for p in (REPO / "models").iterdir() if p.suffix in (".onnx", ".tflite"))
+
+
+def test_default_model_is_shipped_trained_and_matches_its_card():
+    resolved = resolve_model(DEFAULT_MODEL)
+    assert resolved.path.parent == REPO / "models"
+    assert resolved.card.trained
+    assert resolved.path.suffix == ".onnx" and resolved.card.precision == "fp32"
+    names = {m.path.name for m in available_models()}
+    assert {f"{DEFAULT_MODEL}.onnx", f"{DEFAULT_MODEL}_fp16.tflite",
+            f"{DEFAULT_MODEL}_int8.tflite"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_card_holds_hash_and_measured_dev_val_table(path):
+    card = ModelCard.load(card_path_for(path))
+    assert card.sha256 == sha256_file(path)
+    assert card.trained and card.genotype and card.training_data
+    assert path.stat().st_size < 12e6  # "a few MB"
+    dev = card.metrics["dev_val"]
+    assert dev["people"] == 300
+    rows = {(r["boxes"], r["flip"], r["decode"]): r for r in dev["rows"]}
+    for key in [("gt", True, "dark"), ("gt", False, "dark"), ("detector", True, "dark")]:
+        assert 0.0 < rows[key]["AP"] <= 1.0
+    peers = {p["model"] for p in dev["peers_same_gt_boxes"]}
+    assert {"movenet_lightning", "movenet_thunder"} <= peers
+    assert card.recipe["config"]["model"]["input_hw"] == list(card.input_size)
+
+
+def test_int8_drop_is_reported_and_under_two_ap():
+    ap = {}
+    for path in SHIPPED:
+        card = ModelCard.load(card_path_for(path))
+        if card.name.startswith(DEFAULT_MODEL):
+            row = next(r for r in card.metrics["dev_val"]["rows"]
+                       if r["boxes"] == "gt" and r["flip"] and r["decode"] == "dark")
+            ap[card.precision] = row["AP"]
+    assert set(ap) >= {"fp32", "int8"}
+    assert ap["fp32"] - ap["int8"] < 0.02
+
+
+def _dev_val_people(limit: int) -> list[tuple[str, dict]]:
+    out = []
+    for src in ("tinycoco", "cocomini_train"):
+        d = json.loads((DATA_ROOT / src / "annotations.json").read_text())
+        images = {im["id"]: im for im in d["images"] if im.get("split") == "dev_val"}
+        for a in d["annotations"]:
+            if a["image_id"] in images and a["num_keypoints"] >= 8 and a["area"] > 4000:
+                out.append((str(DATA_ROOT / src / "images" / images[a["image_id"]]["file_name"]),
+                            a))
+    return out[:limit]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_default_model_poses_real_people(precision):
+    if not (DATA_ROOT / "tinycoco" / "annotations.json").is_file():
+        pytest.skip(f"dev_val data not found at {DATA_ROOT}")
+    people = _dev_val_people(40)
+    assert len(people) >= 20
+    gts = [np.asarray(a["keypoints"], float).reshape(17, 3) for _, a in people]
+    # baseline: every keypoint at its mean relative position in the box (computed on these
+    # very people, so it is an optimistic box-only guess)
+    rel = [((g[:, :2] - a["bbox"][:2]) / a["bbox"][2:], g[:, 2] > 0)
+           for g, (_, a) in zip(gts, people, strict=True)]
+    mean_rel = np.array([np.mean([r[k] for r, m in rel if m[k]], axis=0) if any(
+        m[k] for _, m in rel) else [0.5, 0.5] for k in range(17)])
+
+    def scores(preds):
+        body, good = [], []
+        for pred, g, (_, a) in zip(preds, gts, people, strict=True):
+            lab = g[:, 2] > 0
+            d2 = ((pred[:, :2] - g[:, :2]) ** 2).sum(1)
+            oks = np.exp(-d2 / (2 * a["area"] * (2 * COCO_SIGMAS) ** 2))
+            body.extend(oks[5:][lab[5:]])
+            good.append(oks[lab].mean() > 0.5)
+        return float(np.mean(body)), float(np.mean(good))
+
+    baseline = [np.asarray(a["bbox"][:2]) + mean_rel * a["bbox"][2:] for _, a in people]
+    preds = []
+    with PoseEstimator(precision=precision, threads=2) as est:
+        for path, a in people:
+            x, y, w, h = a["bbox"]
+            preds.append(est.estimate_boxes(path, [[x, y, x + w, y + h]]).keypoints[0])
+    body_model, good_model = scores(preds)
+    body_base, good_base = scores(baseline)
+    print(f"body OKS {body_model:.3f} vs box-only {body_base:.3f}; people OKS>0.5 "
+          f"{good_model:.2f} vs {good_base:.2f}")
+    assert body_model > body_base + 0.1, (body_model, body_base)
+    assert good_model > good_base + 0.15, (good_model, good_base)
