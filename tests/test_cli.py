@@ -157,7 +157,10 @@ def test_ctrl_c_leaves_no_output(model, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "evopose_sdk.cli", str(sample("demo.mp4")), "--model", str(model),
          "--output", str(out), "--no-flip"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=REPO, env=env)
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=REPO, env=env,
+        # a shell's background job starts with SIGINT ignored, and Python then keeps it
+        # ignored; restore the default so the CLI sees Ctrl-C as a user's terminal sends it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
     deadline = time.monotonic() + 120
     try:
