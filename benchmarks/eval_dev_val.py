@@ -227,23 +227,17 @@ def run_ours(model: Path, gt: dict, boxes: str, flip: bool, decode: str, quiet: 
 
 def run_peer(path: Path, side: int, gt: dict, quiet: bool) -> dict:
     """MoveNet single-pose TFLite on a 1.25x square crop around each GT box."""
-    from ai_edge_litert.interpreter import Interpreter
+    from evopose_sdk.training.teachers import MoveNetSinglePose
 
-    from evopose_sdk.geometry import apply_affine, crop_affine, invert_affine, warp_crop
-
-    it = Interpreter(model_path=str(path), num_threads=THREADS)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    in_side = int(inp["shape"][1])
-    if in_side != side or int(inp["shape"][2]) != side:
-        log.warning("%s: input %s, expected side %d; using the file's", path.name,
-                    list(inp["shape"]), side)
-        side = in_side
-    dtype = inp["dtype"]
-    if dtype not in (np.uint8, np.int32, np.float32):
-        raise SystemExit(f"error: {path.name} input dtype {dtype} is not uint8/int32/float32")
-    it.set_tensor(inp["index"], np.zeros(inp["shape"], dtype))  # warm-up, not timed
-    it.invoke()
+    try:
+        peer = MoveNetSinglePose(path, THREADS)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if peer.side != side:
+        log.warning("%s: input side %d, expected %d; using the file's", path.name, peer.side,
+                    side)
+        side = peer.side
+    dtype = peer.dtype
     images = {im["id"]: im for im in gt["images"]}
     results: list[dict] = []
     elapsed = 0.0
@@ -253,22 +247,12 @@ def run_peer(path: Path, side: int, gt: dict, quiet: bool) -> dict:
         if im["id"] not in cache:
             cache.clear()
             cache[im["id"]] = cv2.imread(im["path"], cv2.IMREAD_COLOR)
-        img = cache[im["id"]]
-        x, y, w, h = (float(v) for v in a["bbox"])
         t0 = time.perf_counter()
-        s = 1.25 * max(w, h, 1.0)
-        mat = crop_affine(np.array([x + w / 2, y + h / 2]), np.array([s, s]), (side, side))
-        crop = cv2.cvtColor(warp_crop(img, mat, (side, side)), cv2.COLOR_BGR2RGB)
-        it.set_tensor(inp["index"], crop[None].astype(dtype))
-        it.invoke()
-        kp = np.asarray(it.get_tensor(out["index"]), np.float64).reshape(17, 3)
+        kp = peer(cache[im["id"]], a["bbox"])
         elapsed += time.perf_counter() - t0
-        crop_xy = kp[:, [1, 0]] * side - 0.5
-        xy = apply_affine(crop_xy, invert_affine(mat))
-        flat = np.concatenate([xy, kp[:, 2:3]], axis=1).reshape(-1)
         results.append({"image_id": im["id"], "category_id": 1,
-                        "keypoints": [round(float(v), 3) for v in flat],
-                        "score": float(kp[:, 2].mean()), "bbox": [x, y, w, h]})
+                        "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
+                        "score": float(kp[:, 2].mean()), "bbox": [float(v) for v in a["bbox"]]})
     row = dict(model=path.stem, file=path.name, precision=np.dtype(dtype).name,
                format="tflite", input_hw=[side, side], boxes="gt", flip=False, decode="regression",
                score_source="mean_keypoint_score", people_posed=len(results),

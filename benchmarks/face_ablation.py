@@ -28,11 +28,12 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_dev_val import DEV_SOURCES, coco_eval, load_dev_val  # noqa: E402
 
+from evopose_sdk.card import atomic_write_text  # noqa: E402
+from evopose_sdk.nms import keypoint_oks  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 FACE = np.arange(5)
 BODY = np.arange(5, 17)
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
-                        .87, .87, .89, .89]) / 10.0
 
 
 def keep_keypoints(gt: dict, keep: np.ndarray) -> dict:
@@ -51,7 +52,7 @@ def keep_keypoints(gt: dict, keep: np.ndarray) -> dict:
     return out
 
 
-def keypoint_oks(gt: dict, results: list[dict]) -> dict[str, float]:
+def face_body_oks(gt: dict, results: list[dict]) -> dict[str, float]:
     """Mean per-keypoint OKS of face and body points, result matched to GT by its box."""
     by_box = {(r["image_id"], tuple(np.round(r["bbox"], 1))): r for r in results}
     face, body = [], []
@@ -61,8 +62,7 @@ def keypoint_oks(gt: dict, results: list[dict]) -> dict[str, float]:
             continue
         g = np.asarray(a["keypoints"], float).reshape(17, 3)
         p = np.asarray(r["keypoints"], float).reshape(17, 3)
-        d2 = ((g[:, :2] - p[:, :2]) ** 2).sum(1)
-        oks = np.exp(-d2 / (2 * max(a["area"], 1.0) * (2 * COCO_SIGMAS) ** 2))
+        oks = keypoint_oks(p[:, :2], g[:, :2], a["area"])
         lab = g[:, 2] > 0
         face.extend(oks[FACE][lab[FACE]])
         body.extend(oks[BODY][lab[BODY]])
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                "AP": coco_eval(gt, res.results)["AP"],
                "AP_body": coco_eval(gt_body, res.results)["AP"],
                "AP_face": coco_eval(gt_face, res.results)["AP"],
-               **keypoint_oks(gt, res.results)}
+               **face_body_oks(gt, res.results)}
         rows.append(row)
     head = f"{'model':<28} {'AP':>6} {'AP body':>8} {'AP face':>8} {'face kp OKS':>12} {'body kp OKS':>12}"
     print(head)
@@ -110,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['label']:<28} {r['AP']:>6.3f} {r['AP_body']:>8.3f} {r['AP_face']:>8.3f} "
               f"{r['face_kp_oks']:>12.3f} {r['body_kp_oks']:>12.3f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"people": len(gt["annotations"]), "rows": rows}, indent=2) + "\n")
-    os.replace(tmp, args.json)
+    atomic_write_text(args.json, json.dumps({"people": len(gt["annotations"]), "rows": rows},
+                                            indent=2) + "\n")
     return 0
 
 

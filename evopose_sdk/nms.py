@@ -43,6 +43,24 @@ def oks_matrix(keypoints_xy: np.ndarray, areas: np.ndarray,
     return np.exp(-e).mean(axis=-1)
 
 
+def keypoint_oks(pred_xy: np.ndarray, gt_xy: np.ndarray, area: float,
+                 sigmas: np.ndarray | None = None) -> np.ndarray:
+    """Per-keypoint similarity of one prediction to its ground truth (COCO's OKS terms).
+
+    Args:
+        pred_xy, gt_xy: (K, 2) keypoints in image pixels.
+        area: the ground-truth object area in pixels^2.
+        sigmas: (K,) per-keypoint sigmas; COCO's for K=17.
+
+    Returns:
+        (K,) float64 in [0, 1]; their mean over labelled keypoints is the person's OKS.
+    """
+    p, g = np.asarray(pred_xy, np.float64), np.asarray(gt_xy, np.float64)
+    sig = default_sigmas(len(g)) if sigmas is None else np.asarray(sigmas, np.float64)
+    d2 = ((p - g) ** 2).sum(-1)
+    return np.exp(-d2 / (2.0 * max(float(area), 1.0) * (2.0 * sig) ** 2))
+
+
 def oks_nms(keypoints_xy: np.ndarray, scores: np.ndarray, areas: np.ndarray,
             threshold: float = 0.9, sigmas: np.ndarray | None = None) -> np.ndarray:
     """Greedy OKS-NMS.

@@ -16,10 +16,9 @@ from _training_helpers import DATA_ROOT, REPO
 
 from evopose_sdk import PoseEstimator
 from evopose_sdk.card import ModelCard, card_path_for, sha256_file
+from evopose_sdk.nms import keypoint_oks
 from evopose_sdk.registry import DEFAULT_MODEL, available_models, resolve_model
 
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
-                        .87, .87, .89, .89]) / 10.0
 SHIPPED = sorted(p for p in (REPO / "models").iterdir() if p.suffix in (".onnx", ".tflite"))
 
 
@@ -91,8 +90,7 @@ def test_default_model_poses_real_people(precision):
         body, good = [], []
         for pred, g, (_, a) in zip(preds, gts, people, strict=True):
             lab = g[:, 2] > 0
-            d2 = ((pred[:, :2] - g[:, :2]) ** 2).sum(1)
-            oks = np.exp(-d2 / (2 * a["area"] * (2 * COCO_SIGMAS) ** 2))
+            oks = keypoint_oks(pred[:, :2], g[:, :2], a["area"])
             body.extend(oks[5:][lab[5:]])
             good.append(oks[lab].mean() > 0.5)
         return float(np.mean(body)), float(np.mean(good))

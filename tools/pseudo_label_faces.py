@@ -17,43 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from evopose_sdk.card import atomic_write_text
+
 log = logging.getLogger("pseudo_label_faces")
 FACE = (0, 1, 2, 3, 4)  # nose, left_eye, right_eye, left_ear, right_ear (COCO order)
-
-
-class Teacher:
-    """MoveNet single-pose TFLite: image (BGR) + box (x, y, w, h) -> (17, 3) x, y, score."""
-
-    def __init__(self, path: Path, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.it = Interpreter(model_path=str(path), num_threads=threads)
-        self.it.allocate_tensors()
-        self.inp, self.out = self.it.get_input_details()[0], self.it.get_output_details()[0]
-        self.side = int(self.inp["shape"][1])
-        self.dtype = self.inp["dtype"]
-
-    def __call__(self, img: np.ndarray, box: list[float]) -> np.ndarray:
-        from evopose_sdk.geometry import apply_affine, crop_affine, invert_affine, warp_crop
-
-        x, y, w, h = (float(v) for v in box)
-        s = 1.25 * max(w, h, 1.0)
-        mat = crop_affine(np.array([x + w / 2, y + h / 2]), np.array([s, s]),
-                          (self.side, self.side))
-        crop = cv2.cvtColor(warp_crop(img, mat, (self.side, self.side)), cv2.COLOR_BGR2RGB)
-        self.it.set_tensor(self.inp["index"], crop[None].astype(self.dtype))
-        self.it.invoke()
-        kp = np.asarray(self.it.get_tensor(self.out["index"]), np.float64).reshape(17, 3)
-        xy = apply_affine(kp[:, [1, 0]] * self.side - 0.5, invert_affine(mat))
-        return np.concatenate([xy, kp[:, 2:3]], axis=1)
 
 
 def head_gate(ann: dict) -> tuple[np.ndarray, float] | None:
@@ -67,7 +40,7 @@ def head_gate(ann: dict) -> tuple[np.ndarray, float] | None:
     return ((a + b) / 2, length) if length >= 2.0 else None
 
 
-def label_source(src: Path, teacher: Teacher, min_score: float, limit: int | None) -> tuple[dict, dict]:
+def label_source(src: Path, teacher, min_score: float, limit: int | None) -> tuple[dict, dict]:
     """Annotations of ``src`` with teacher face points added; and counts."""
     from tqdm import tqdm
 
@@ -124,14 +97,6 @@ def label_source(src: Path, teacher: Teacher, min_score: float, limit: int | Non
     return coco, counts
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, type=Path)
@@ -147,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no teacher model at {args.teacher} (run ../shared/peers/get_peers.sh)",
               file=sys.stderr)
         return 2
-    teacher = Teacher(args.teacher, args.threads)
+    from evopose_sdk.training.teachers import MoveNetSinglePose
+
+    teacher = MoveNetSinglePose(args.teacher, args.threads)
     summary = {"teacher": args.teacher.name, "min_score": args.min_score, "sources": {}}
     for name in args.sources.split(","):
         src = args.data / name
@@ -155,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {src}/annotations.json not found", file=sys.stderr)
             return 2
         coco, counts = label_source(src, teacher, args.min_score, args.limit)
-        write_json_atomic(args.out / name / "annotations.json", coco)
+        (args.out / name).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out / name / "annotations.json", json.dumps(coco))
         summary["sources"][name] = counts
         log.info("%s: %s", name, counts)
-    write_json_atomic(args.out / "summary.json", summary)
+    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     return 0
 

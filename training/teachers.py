@@ -1,0 +1,50 @@
+"""Pretrained single-person pose models used as teachers (pseudo-labels) and as peers.
+
+Only MoveNet SinglePose (Lightning 192, Thunder 256; Apache-2.0) as TFLite, run with
+``ai_edge_litert`` (extra ``[tflite]``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from evopose_sdk.geometry import apply_affine, crop_affine, invert_affine, warp_crop
+
+
+class MoveNetSinglePose:
+    """MoveNet SinglePose TFLite on a 1.25x square crop around a person's box.
+
+    Args:
+        path: ``movenet_{lightning,thunder}.tflite`` (uint8, int32 or float32 input).
+        threads: interpreter threads.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+        self.it = Interpreter(model_path=str(path), num_threads=threads)
+        self.it.allocate_tensors()
+        self.inp, self.out = self.it.get_input_details()[0], self.it.get_output_details()[0]
+        self.side = int(self.inp["shape"][1])
+        self.dtype = self.inp["dtype"]
+        if self.dtype not in (np.uint8, np.int32, np.float32):
+            raise ValueError(f"{path}: input dtype {self.dtype} is not uint8/int32/float32")
+        self.it.set_tensor(self.inp["index"], np.zeros(self.inp["shape"], self.dtype))
+        self.it.invoke()  # warm-up
+
+    def __call__(self, image_bgr: np.ndarray, box_xywh) -> np.ndarray:
+        """(H, W, 3) BGR image, box [x, y, w, h] in pixels -> (17, 3) x, y (pixels), score."""
+        x, y, w, h = (float(v) for v in box_xywh)
+        s = 1.25 * max(w, h, 1.0)
+        mat = crop_affine(np.array([x + w / 2, y + h / 2]), np.array([s, s]),
+                          (self.side, self.side))
+        crop = cv2.cvtColor(warp_crop(image_bgr, mat, (self.side, self.side)),
+                            cv2.COLOR_BGR2RGB)
+        self.it.set_tensor(self.inp["index"], crop[None].astype(self.dtype))
+        self.it.invoke()
+        kp = np.asarray(self.it.get_tensor(self.out["index"]), np.float64).reshape(17, 3)
+        xy = apply_affine(kp[:, [1, 0]] * self.side - 0.5, invert_affine(mat))
+        return np.concatenate([xy, kp[:, 2:3]], axis=1)
