@@ -174,11 +174,16 @@ def _finish_scores(results: list[dict]) -> str:
     return "instance_score"
 
 
-def run_ours(model: Path, gt: dict, boxes: str, flip: bool, decode: str, quiet: bool) -> dict:
-    """One evaluation row through :class:`evopose_sdk.PoseEstimator`."""
+def run_ours(model: Path, gt: dict, boxes: str, flip: bool, decode: str, quiet: bool,
+             det_threshold: float | None = None) -> dict:
+    """One evaluation row through :class:`evopose_sdk.PoseEstimator`.
+
+    ``det_threshold`` overrides the detector's score threshold (detector rows; None = default).
+    """
     from evopose_sdk import PoseEstimator
 
-    kw: dict[str, Any] = dict(model=str(model), flip_test=flip, decode=decode, threads=THREADS)
+    kw: dict[str, Any] = dict(model=str(model), flip_test=flip, decode=decode, threads=THREADS,
+                              detector_score_threshold=det_threshold)
     kw["detector"] = "default" if boxes == "detector" else "whole-image"
     by_image: dict[int, list[dict]] = {}
     for a in gt["annotations"]:
@@ -216,7 +221,7 @@ def run_ours(model: Path, gt: dict, boxes: str, flip: bool, decode: str, quiet: 
     score_source = _finish_scores(results)
     row = dict(model=card.name, file=model.name, precision=card.precision,
                format=card.file_format, input_hw=list(card.input_size), boxes=boxes, flip=flip,
-               decode=decode, score_source=score_source, zero_score_results=zero,
+               decode=decode, detector_threshold=det_threshold, score_source=score_source, zero_score_results=zero,
                people_posed=people,
                detections_ignored=dropped, results=len(results),
                ms_per_person=1e3 * elapsed / max(people, 1),
@@ -274,24 +279,32 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['model']} | {r['file']} | {r.get('boxes', '')} | | | "
                          f"skipped: {r['skipped']} | | | | |")
             continue
-        lines.append(f"| {r['model']} | {r['file']} | {r['boxes']} | {'on' if r['flip'] else 'off'}"
+        boxes = r["boxes"]
+        if r.get("detector_threshold") is not None:
+            boxes += f" >={r['detector_threshold']:g}"
+        lines.append(f"| {r['model']} | {r['file']} | {boxes} | {'on' if r['flip'] else 'off'}"
                      f" | {r['decode']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | "
                      f"{r['AR']:.3f} | {r['ms_per_person']:.1f} |")
     return "\n".join(lines)
 
 
-def plan(models: list[Path], quick: bool) -> list[tuple[Path, str, bool, str]]:
-    """(model, boxes, flip, decode) runs; decoder comparison on the first fp32 ONNX file."""
-    runs: list[tuple[Path, str, bool, str]] = []
+def plan(models: list[Path], quick: bool, det_thresholds: list[float] | None = None
+         ) -> list[tuple[Path, str, bool, str, float | None]]:
+    """(model, boxes, flip, decode, detector threshold) runs; decoder comparison and extra
+    detector thresholds on the first fp32 ONNX file."""
+    runs: list[tuple[Path, str, bool, str, float | None]] = []
     onnx_done = False
     for m in models:
-        runs.append((m, "gt", True, "dark"))
-        if m.suffix.lower() == ".onnx" and not onnx_done:
-            runs.append((m, "gt", True, "quarter"))
+        runs.append((m, "gt", True, "dark", None))
+        first_onnx = m.suffix.lower() == ".onnx" and not onnx_done
+        if first_onnx:
+            runs.append((m, "gt", True, "quarter", None))
             onnx_done = True
         if not quick:
-            runs.append((m, "gt", False, "dark"))
-            runs.append((m, "detector", True, "dark"))
+            runs.append((m, "gt", False, "dark", None))
+            runs.append((m, "detector", True, "dark", None))
+        if first_onnx:
+            runs.extend((m, "detector", True, "dark", t) for t in det_thresholds or [])
     return runs
 
 
@@ -311,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
                     "host_date)")
     ap.add_argument("--quick", action="store_true",
                     help="first 20 dev_val images only, GT boxes flip on (+ quarter) only")
+    ap.add_argument("--detector-thresholds", nargs="+", type=float, default=None,
+                    help="extra detector rows (flip on) for the first ONNX file at these "
+                         "detector score thresholds")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -338,9 +354,10 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict] = []
     t_start = time.perf_counter()
-    for model, boxes, flip, decode in plan(args.models, args.quick):
+    for model, boxes, flip, decode, det_t in plan(args.models, args.quick,
+                                                  args.detector_thresholds):
         try:
-            row = run_ours(model, gt, boxes, flip, decode, args.quiet)
+            row = run_ours(model, gt, boxes, flip, decode, args.quiet, det_t)
         except Exception as exc:  # one broken file must not lose the other rows
             log.error("%s %s flip=%s %s failed: %s", model.name, boxes, flip, decode, exc)
             row = dict(model=model.stem, file=model.name, boxes=boxes, flip=flip, decode=decode,
