@@ -29,10 +29,10 @@ logger = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".onnx", ".tflite")
 
-#: The shipped model used when none is named. The first model this project trained on CPU is
-#: the EvoPose2D-S genotype at 128x96 input (see its card); the 256x192 S replaces it once
-#: trained (see the README's status section).
-DEFAULT_MODEL = "evopose2d-s-128"
+#: The shipped model used when none is named: EvoPose2D-S at the paper's 256x192 input,
+#: trained on CPU in three stages (see its card and the README's status section).
+#: ``evopose2d-s-128`` (same genotype at 128x96, about 4x fewer FLOPs) is the faster one.
+DEFAULT_MODEL = "evopose2d-s"
 
 
 def models_dir() -> Path:
