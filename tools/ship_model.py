@@ -2,10 +2,15 @@
 """Export a trained checkpoint into models/, measure it on dev_val, and write the figures into
 its cards. The shipped files are exactly what this script leaves in models/.
 
-    python tools/ship_model.py runs/evopose2d-s-128-ft/final.keras --name evopose2d-s-128 \
+    python tools/ship_model.py runs/evopose2d-s-256/final.keras --name evopose2d-s \
         --recipe recipes/evopose2d_s_cpu_short.json --run-dir runs/evopose2d-s-128 \
         --recipe recipes/evopose2d_s128_faces.json --run-dir runs/evopose2d-s-128-ft \
+        --recipe recipes/evopose2d_s256.json --run-dir runs/evopose2d-s-256 \
         --pseudo-faces runs/pseudo_faces/summary.json --data ../shared/data --peers /tmp/peers/models
+
+(``evopose2d-s-128`` was shipped the same way from ``runs/evopose2d-s-128-ft/final.keras`` with
+the first two stages.) The script exports all three files; an int8 file whose dev_val AP falls
+2 AP or more below fp32 must not stay in models/ (tests/test_shipped_models.py checks it).
 
 A model trained in stages (each stage initialised from the previous one's final model) gives
 one ``--recipe``/``--run-dir`` pair per stage, in order.
