@@ -28,7 +28,12 @@ from evopose_sdk.export.crops import (
     synthetic_crops,
 )
 from evopose_sdk.export.errors import ExportError
-from evopose_sdk.export.options import check_opset, parse_genotype, parse_input_size
+from evopose_sdk.export.options import (
+    CALIBRATIONS,
+    check_opset,
+    parse_genotype,
+    parse_input_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +188,7 @@ def export_model(
     n_calib: int = 32,
     decode: str = "dark",
     threads: int | None = None,
+    calibration: str = "mse",
 ) -> ExportResult:
     """Export a pose network to ONNX and/or TFLite, with a card and a parity report per file.
 
@@ -201,6 +207,8 @@ def export_model(
         n_parity: crops used for parity (the first ones); ``n_calib``: crops for int8
             calibration (the next ones, disjoint from the parity crops when enough exist).
         decode: heatmap decoder for the keypoint parity figures.
+        calibration: int8 activation ranges, ``"mse"`` (least round-trip error per tensor,
+            the default) or ``"minmax"`` (the converter's calibration min/max).
 
     Returns:
         :class:`ExportResult`, one :class:`ExportedFile` per format.
@@ -224,6 +232,9 @@ def export_model(
             "int8 TFLite needs real person crops for calibration: pass --calib-data "
             "ANNOTATIONS.json (COCO keypoints) or --calib-images DIR, or leave tflite-int8 out "
             "of --formats")
+    if calibration not in CALIBRATIONS:
+        raise ExportError(f"calibration must be one of {CALIBRATIONS}; "
+                          f"received {calibration!r}")
     if n_parity < 1 or n_calib < 1:
         raise ExportError(f"n_parity and n_calib must be >= 1; received {n_parity}, {n_calib}")
 
@@ -273,11 +284,12 @@ def export_model(
                 rep = _representative(calib_set.images)
                 recipe["export"]["calibration"] = {"n_crops": len(calib_set),
                                                    "crops": calib_set.description,
-                                                   "disjoint_from_parity": calib_set is not parity_set}
+                                                   "disjoint_from_parity": calib_set is not parity_set,
+                                                   "ranges": calibration}
                 io = dict(INT8_IO)
             else:
                 io = {"input": "float32 (1, H, W, 3)", "output": "float32 (1, h, w, K)"}
-            file_bytes = converters.to_tflite(source.model, precision, rep)
+            file_bytes = converters.to_tflite(source.model, precision, rep, calibration)
             runner = parity.TFLiteRunner(file_bytes, threads)
             candidate = runner(parity_set.images)
             io["input_quantization"] = [float(v) for v in runner.input["quantization"]]

@@ -74,6 +74,9 @@ def _model_parser() -> _Parser:
                    help="folder of person photos used whole / centre-cropped (no boxes)")
     p.add_argument("--n-parity", type=int, default=16, help="crops for the parity check")
     p.add_argument("--n-calib", type=int, default=32, help="crops for int8 calibration")
+    p.add_argument("--calibration", default="mse", choices=["mse", "minmax"],
+                   help="int8 activation ranges: least round-trip error per tensor, or the "
+                        "converter's calibration min/max")
     p.add_argument("--decode", default="dark", choices=["argmax", "quarter", "dark"],
                    help="decoder for the keypoint parity figures")
     p.add_argument("--untrained", action="store_true",
@@ -145,7 +148,8 @@ def _run_model(argv: Sequence[str]) -> int:
         trained=False if args.untrained else None, training_data=args.training_data,
         metrics=metrics, opset=args.opset, calib_data=args.calib_data,
         calib_image_dirs=args.calib_image_dir, calib_images=args.calib_images,
-        n_parity=args.n_parity, n_calib=args.n_calib, decode=args.decode)
+        n_parity=args.n_parity, n_calib=args.n_calib, decode=args.decode,
+        calibration=args.calibration)
     rows = result.summary()
     if args.json:
         print(json.dumps(rows, indent=2))

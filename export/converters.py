@@ -15,7 +15,7 @@ import numpy as np
 
 from evopose_sdk.export._backend import keras, tf
 from evopose_sdk.export.errors import ExportError
-from evopose_sdk.export.options import DEFAULT_OPSET, check_opset
+from evopose_sdk.export.options import CALIBRATIONS, DEFAULT_OPSET, check_opset
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,8 @@ def to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET):
 
 
 def to_tflite(model: keras.Model, precision: str = "fp32",
-              representative: Callable[[], Iterator[list[np.ndarray]]] | None = None) -> bytes:
+              representative: Callable[[], Iterator[list[np.ndarray]]] | None = None,
+              calibration: str = "mse") -> bytes:
     """Convert to TFLite bytes with a fixed batch of 1.
 
     Args:
@@ -129,10 +130,15 @@ def to_tflite(model: keras.Model, precision: str = "fp32",
             final dequantize, int8 weights and activations inside).
         representative: for int8, a generator factory yielding ``[crop (1, H, W, 3) float32]``
             of real person crops.
+        calibration: int8 activation ranges: ``"mse"`` (per tensor, the range with the least
+            round-trip error over the crops, see :mod:`evopose_sdk.export.ranges`) or
+            ``"minmax"`` (the converter's own calibration minimum and maximum).
     """
     if precision not in TFLITE_PRECISIONS:
         raise ExportError(f"TFLite precision must be one of {TFLITE_PRECISIONS}; "
                           f"received {precision!r}")
+    if calibration not in CALIBRATIONS:
+        raise ExportError(f"calibration must be one of {CALIBRATIONS}; received {calibration!r}")
     concrete = _concrete_from_graph_def(frozen_graph_def(model, batch=1))
     absl = logging.getLogger("absl")
     level = absl.level
@@ -151,10 +157,19 @@ def to_tflite(model: keras.Model, precision: str = "fp32",
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             conv.inference_input_type = tf.uint8
             conv.inference_output_type = tf.float32
+            if calibration == "mse":
+                conv._experimental_calibrate_only = True  # noqa: SLF001 - ranges edited below
         with warnings.catch_warnings():
             # uint8 input: the range comes from calibration, not from user statistics
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            return bytes(conv.convert())
+            out = bytes(conv.convert())
+        if precision == "int8" and calibration == "mse":
+            from tensorflow.lite.python import convert as tfl_convert
+
+            out = bytes(tfl_convert.mlir_quantize(_mse_calibrated(out, representative),
+                                                  input_data_type=tf.uint8,
+                                                  output_data_type=tf.float32))
+        return out
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -162,3 +177,64 @@ def to_tflite(model: keras.Model, precision: str = "fp32",
             f"TFLite {precision} conversion failed: {type(exc).__name__}: {exc}") from None
     finally:
         absl.setLevel(level)
+
+
+def _mse_calibrated(calibrated: bytes,
+                    representative: Callable[[], Iterator[list[np.ndarray]]],
+                    sample: int = 200_000) -> bytes:
+    """A calibrated float TFLite model with each activation's min/max replaced by its MSE range.
+
+    The float model is run over the representative crops with every intermediate tensor
+    kept; each tensor that carries calibration statistics gets
+    :func:`~evopose_sdk.export.ranges.mse_range` of a sample of its values (measured after
+    the swish when its only consumers are a LOGISTIC and the MUL of a swish). The model
+    input and fixed-range outputs (LOGISTIC, SOFTMAX, TANH) keep their ranges.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from evopose_sdk.export.ranges import mse_range, subsample
+
+    fb = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = fb.subgraphs[0]
+    ops_ = schema.BuiltinOperator
+
+    def code(op) -> int:
+        oc = fb.operatorCodes[op.opcodeIndex]
+        return max(oc.builtinCode, oc.deprecatedBuiltinCode)
+
+    consumers: dict[int, set[int]] = {}
+    fixed = set(graph.inputs)
+    for op in graph.operators:
+        for i in op.inputs:
+            if i >= 0:
+                consumers.setdefault(i, set()).add(code(op))
+        if code(op) in (ops_.LOGISTIC, ops_.SOFTMAX, ops_.TANH):
+            fixed.update(op.outputs)
+    tensors = [i for i, t in enumerate(graph.tensors)
+               if i not in fixed and t.quantization is not None
+               and t.quantization.min is not None and len(t.quantization.min) == 1]
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(  # no XNNPACK: every intermediate tensor must be kept
+        model_content=calibrated, experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]["index"]
+    crops = [x[0] for x in representative()]
+    per = max(sample // max(len(crops), 1), 1000)
+    rng = np.random.default_rng(0)
+    values: dict[int, list[np.ndarray]] = {i: [] for i in tensors}
+    for x in crops:
+        interp.set_tensor(inp, np.asarray(x, np.float32))
+        interp.invoke()
+        for i in tensors:
+            values[i].append(subsample(interp.get_tensor(i), per, rng))
+    swish = {ops_.LOGISTIC, ops_.MUL}
+    for i in tensors:
+        lo, hi = mse_range(np.concatenate(values[i]), consumers.get(i) == swish)
+        graph.tensors[i].quantization.min = [float(lo)]
+        graph.tensors[i].quantization.max = [float(hi)]
+    log.info("int8 ranges: least-error ranges for %d activation tensors over %d crops",
+             len(tensors), len(crops))
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(fb))

@@ -10,6 +10,8 @@ from evopose_sdk.export.errors import ExportError
 from evopose_sdk.training import genotype as gt
 
 DEFAULT_OPSET = 17
+#: int8 activation-range rules: least round-trip error per tensor, or the calibration min/max
+CALIBRATIONS = ("mse", "minmax")
 MIN_OPSET, MAX_OPSET = 13, 18
 
 

@@ -14,7 +14,7 @@ from evopose_sdk.export.errors import ExportError
 from evopose_sdk.export.options import parse_genotype, parse_input_size
 from evopose_sdk.skeleton import COCO_KEYPOINT_NAMES
 from evopose_sdk.training import genotype as gt
-from evopose_sdk.training import network
+from evopose_sdk.training import network, quantize
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,8 @@ def load_source(
             raise ExportError(f"cannot load Keras model {p}: {type(exc).__name__}: {exc}") from None
         if not isinstance(model, keras.Model):
             raise ExportError(f"{p} does not hold a Keras model")
+        if quantize.has_fake_quant(model):  # a quantisation-aware checkpoint: plain network
+            model = quantize.strip_fake_quant(model)
         io_hw, stride, k = check_pose_model(model, str(p), num_keypoints)
         if geno is None:
             geno = infer_genotype(model, io_hw)

@@ -70,6 +70,11 @@ DEFAULT_CONFIG: dict = {
         "jit_compile": "auto",
         "threads": None,          # CPU threads per op for TensorFlow (null: all cores)
     },
+    "quantize": {
+        "aware": False,           # fine-tune through simulated TFLite int8 (training.quantize)
+        "calib_batches": 2,       # training batches whose crops set the fixed int8 ranges
+        "freeze_batch_norm": True,
+    },
     "init": {
         "from": None,             # null | "imagenet-lite0" | path .keras | path .pth
     },

@@ -39,6 +39,7 @@ from keras import ops
 from evopose_sdk.card import atomic_write_text
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import data as datamod
+from evopose_sdk.training import quantize
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def heatmap_mse(y_true, y_pred):
 
 
 CUSTOM_OBJECTS = {"HeatmapMSE": HeatmapMSE, "WarmupCosineDecay": WarmupCosineDecay,
-                  "heatmap_mse": heatmap_mse}
+                  "heatmap_mse": heatmap_mse, "FakeQuant": quantize.FakeQuant}
 
 
 def heatmap_stride_of(model: keras.Model) -> int:
@@ -569,6 +570,8 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                 atomic_write_text(run.root / "transfer_report.json",
                                   json.dumps(report.to_dict(), indent=2))
                 log.info("weight transfer from %s:\n%s", cfg["init"]["from"], report.table())
+            if cfg["quantize"]["aware"]:
+                model = _quantize_aware(model, batches, cfg["quantize"], run.root)
             compile_model(model, schedule, t["jit_compile"])
             step = 0
             atomic_write_text(run.root / "config.json", json.dumps(cfg, indent=2))
@@ -675,9 +678,24 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
     if stop_reason:
         log.info("stopped at step %d (%s); checkpoint %s", step, stop_reason, last_path)
         return last_path
+    if quantize.has_fake_quant(model):  # final.keras is the plain network (same weights)
+        model = quantize.strip_fake_quant(model)
     final = save_keras_atomic(model, run.root / "final.keras")
     log.info("finished %d steps; final model %s", step, final)
     return final
+
+
+def _quantize_aware(model: keras.Model, batches: datamod.KeypointBatches, q: Mapping,
+                    root: Path) -> keras.Model:
+    """Wrap ``model`` for quantisation-aware training, with int8 ranges set on real crops."""
+    n = min(max(int(q["calib_batches"]), 1), len(batches))
+    images = np.concatenate([batches.batch(i)[0] for i in range(n)]).astype(np.float32)
+    ranges = quantize.activation_ranges(model, images)
+    atomic_write_text(root / "fake_quant_ranges.json",
+                      json.dumps({k: list(v) for k, v in ranges.items()}, indent=1))
+    log.info("quantisation-aware training: %d int8 activation ranges from %d crops",
+             len(ranges), len(images))
+    return quantize.quantize_aware(model, ranges, bool(q["freeze_batch_norm"]))
 
 
 class _null_scope:  # noqa: N801
