@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 MODEL_SUFFIXES = (".onnx", ".tflite")
 
 #: The shipped model used when none is named: EvoPose2D-S at the paper's 256x192 input,
-#: trained on CPU in three stages (see its card and the README's status section).
+#: trained on CPU in four stages, the last quantisation-aware (see its card and the README).
 #: ``evopose2d-s-128`` (same genotype at 128x96, about 4x fewer FLOPs) is the faster one.
 DEFAULT_MODEL = "evopose2d-s"
 

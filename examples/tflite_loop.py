@@ -4,7 +4,7 @@ Runs the pose model on the people of one image (or the whole image) ``--repeat``
 prints the per-stage milliseconds. The int8 file takes uint8 input, quantised with the file's
 own scale/zero point by :class:`evopose_sdk.backends.TFLiteBackend`.
 
-    python examples/tflite_loop.py models/evopose2d-s-128_int8.tflite .samples/bus.jpg --threads 2
+    python examples/tflite_loop.py models/evopose2d-s_int8.tflite .samples/bus.jpg --threads 2
 """
 
 from __future__ import annotations

@@ -29,9 +29,13 @@ def test_default_model_is_shipped_trained_and_matches_its_card():
     assert resolved.path.suffix == ".onnx" and resolved.card.precision == "fp32"
     assert tuple(resolved.card.input_size) == (256, 192)  # EvoPose2D-S at the paper's input
     names = {m.path.name for m in available_models()}
-    assert {f"{DEFAULT_MODEL}.onnx", f"{DEFAULT_MODEL}_fp16.tflite"} <= names
-    # an int8 file is shipped only where it keeps within 2 AP of fp32 (see the next test)
-    assert any(m.card.precision == "int8" for m in available_models())
+    assert {f"{DEFAULT_MODEL}.onnx", f"{DEFAULT_MODEL}_fp16.tflite",
+            f"{DEFAULT_MODEL}_int8.tflite"} <= names
+    # the int8 file comes from the same (quantisation-aware) weights as fp32
+    int8 = resolve_model(DEFAULT_MODEL, precision="int8")
+    assert int8.card.recipe["export"]["calibration"]["ranges"] == "mse"
+    assert int8.card.recipe["stages"] == resolved.card.recipe["stages"]
+    assert int8.card.recipe["config"]["quantize"]["aware"] is True
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -77,10 +81,8 @@ def _dev_val_people(limit: int) -> list[tuple[str, dict]]:
     return out[:limit]
 
 
-INT8_MODEL = "evopose2d-s-128"  # the shipped int8 file (the 256x192 S int8 loses 4.6 AP)
-
-
-@pytest.mark.parametrize("model,precision", [(DEFAULT_MODEL, "fp32"), (INT8_MODEL, "int8")])
+@pytest.mark.parametrize("model,precision", [(DEFAULT_MODEL, "fp32"), (DEFAULT_MODEL, "int8"),
+                                             ("evopose2d-s-128", "int8")])
 def test_shipped_models_pose_real_people(model, precision):
     if not (DATA_ROOT / "tinycoco" / "annotations.json").is_file():
         pytest.skip(f"dev_val data not found at {DATA_ROOT}")

@@ -2,10 +2,11 @@
 """Export a trained checkpoint into models/, measure it on dev_val, and write the figures into
 its cards. The shipped files are exactly what this script leaves in models/.
 
-    python tools/ship_model.py runs/evopose2d-s-256/final.keras --name evopose2d-s \
+    python tools/ship_model.py runs/evopose2d-s-256-qat/final.keras --name evopose2d-s \
         --recipe recipes/evopose2d_s_cpu_short.json --run-dir runs/evopose2d-s-128 \
         --recipe recipes/evopose2d_s128_faces.json --run-dir runs/evopose2d-s-128-ft \
         --recipe recipes/evopose2d_s256.json --run-dir runs/evopose2d-s-256 \
+        --recipe recipes/evopose2d_s256_qat.json --run-dir runs/evopose2d-s-256-qat \
         --pseudo-faces runs/pseudo_faces/summary.json --data ../shared/data --peers /tmp/peers/models
 
 (``evopose2d-s-128`` was shipped the same way from ``runs/evopose2d-s-128-ft/final.keras`` with
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     peers = [{k: r.get(k) for k in ("model", *keep)} for r in table["rows"]
              if r.get("model", "").startswith("movenet") and "AP" in r]
 
+    from evopose_sdk.card import ModelCard, card_path_for
     from evopose_sdk.export import update_card
 
     stages = []
@@ -133,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics = {"dev_val": {"people": table["people"], "images": table["images"],
                                "rows": rows, "peers_same_gt_boxes": peers,
                                "command": f"python benchmarks/eval_dev_val.py (tag {tag})"}}
+        exported = ModelCard.load(card_path_for(f)).recipe.get("export")  # tool, calibration
         update_card(f, metrics, trained=True, genotype=genotype, training_data=training_data,
                     recipe={"config": recipe, "config_file": str(args.recipe[-1]),
                             "init": "imagenet-lite0", "device": args.device, **timing,
-                            "stages": stages})
+                            "stages": stages, "export": exported})
         print(f"card updated: {f}.json")
     return 0
 
