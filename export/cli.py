@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from evopose_sdk.export.errors import ExportError
+from evopose_sdk.export.options import CALIBRATIONS
 
 log = logging.getLogger("evopose_sdk.export")
 
@@ -74,7 +75,7 @@ def _model_parser() -> _Parser:
                    help="folder of person photos used whole / centre-cropped (no boxes)")
     p.add_argument("--n-parity", type=int, default=16, help="crops for the parity check")
     p.add_argument("--n-calib", type=int, default=32, help="crops for int8 calibration")
-    p.add_argument("--calibration", default="mse", choices=["mse", "minmax"],
+    p.add_argument("--calibration", default=CALIBRATIONS[0], choices=CALIBRATIONS,
                    help="int8 activation ranges: least round-trip error per tensor, or the "
                         "converter's calibration min/max")
     p.add_argument("--decode", default="dark", choices=["argmax", "quarter", "dark"],

@@ -19,13 +19,21 @@ import numpy as np
 SHRINK = np.linspace(0.1, 1.0, 19)
 
 
-def quant_dequant(values: np.ndarray, lo: float, hi: float, levels: int = 256) -> np.ndarray:
-    """Round trip through asymmetric uint8 over [lo, hi] (lo <= 0 <= hi), as TFLite does."""
+def uint8_grid(lo: float, hi: float, levels: int = 256) -> tuple[float, float]:
+    """(scale, zero point) of asymmetric uint8 over [lo, hi] widened to hold 0, as TFLite
+    quantises a tensor: level k stands for (k - zero) * scale. scale is 0 for an empty range."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if hi - lo <= 0:
-        return np.zeros_like(values)
+        return 0.0, 0.0
     scale = (hi - lo) / (levels - 1)
-    zero = np.round(-lo / scale)
+    return scale, float(np.round(-lo / scale))
+
+
+def quant_dequant(values: np.ndarray, lo: float, hi: float, levels: int = 256) -> np.ndarray:
+    """Round trip through asymmetric uint8 over [lo, hi] (lo <= 0 <= hi), as TFLite does."""
+    scale, zero = uint8_grid(lo, hi, levels)
+    if scale == 0:
+        return np.zeros_like(values)
     return (np.clip(np.round(values / scale) + zero, 0, levels - 1) - zero) * scale
 
 

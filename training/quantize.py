@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from evopose_sdk.export.ranges import mse_range, subsample
+from evopose_sdk.export.ranges import mse_range, subsample, uint8_grid
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,9 @@ class FakeQuant(layers.Layer):
 
     def __init__(self, lo: float, hi: float, **kwargs) -> None:
         super().__init__(**kwargs)
-        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-        if hi - lo <= 0:
-            hi = lo + 1e-6
-        self.lo, self.hi = lo, hi
-        self.scale = (hi - lo) / 255.0
-        zero = float(np.round(-lo / self.scale))
+        self.lo, self.hi = float(lo), float(hi)
+        self.scale, zero = uint8_grid(lo, hi)
+        self.scale = self.scale or 1e-8  # an all-zero tensor: every value maps to 0
         self._lo = -zero * self.scale
         self._hi = self._lo + 255.0 * self.scale
 
