@@ -149,7 +149,13 @@ def test_int8_export_minmax_and_mse_calibration(small_net, tmp_path):
         assert card.recipe["export"]["calibration"]["ranges"] == rule
         it = Interpreter(model_path=str(f.path))
         assert it.get_input_details()[0]["dtype"] == np.uint8
-        scales[rule] = sorted(d["quantization"][0] for d in it.get_tensor_details()
-                              if d["dtype"] == np.int8 and d["quantization"][0] > 0)
-    # least-error ranges are never wider than min/max, and clip at least some tensors
-    assert np.median(scales["mse"]) < np.median(scales["minmax"])
+        scales[rule] = {d["name"]: d["quantization"][0] for d in it.get_tensor_details()
+                        if d["dtype"] == np.int8 and d["quantization"][0] > 0}
+    # same graph, tensor by tensor: least-error ranges are never wider than min/max (weights
+    # are equal), and a good share of the activations are clipped
+    common = sorted(set(scales["mse"]) & set(scales["minmax"]))
+    assert len(common) > 0.9 * len(scales["minmax"])
+    ratio = np.array([scales["mse"][k] / scales["minmax"][k] for k in common])
+    print(f"{len(common)} int8 tensors, {np.mean(ratio < 0.99):.2f} narrower, max ratio {ratio.max():.4f}")
+    assert ratio.max() <= 1.001
+    assert np.mean(ratio < 0.99) > 0.2
