@@ -7,8 +7,12 @@ TFLite path quantises the input with the file's own parameters, as a phone app w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -46,6 +50,35 @@ def _check_heatmaps(out: np.ndarray, path: Path, n: int) -> np.ndarray:
         raise ModelError(f"{path.name} is not a pose heatmap model: its output has shape "
                          f"{out.shape}, expected NHWC heatmaps ({n}, H/s, W/s, K)")
     return out.astype(np.float32, copy=False)
+
+
+@contextlib.contextmanager
+def native_stderr_to_log(what: str) -> Iterator[None]:
+    """Route what native code writes to file descriptor 2 during the block into logging.
+
+    LiteRT's C++ prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` straight
+    to fd 2, past Python's logging; here such ``INFO:`` lines become info records (hidden at
+    the default WARNING level) and any other line a warning, both prefixed with ``what``.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no fd 2 (embedded interpreters)
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode("utf-8", "replace").splitlines():
+                if line.startswith("INFO:"):
+                    logger.info("%s: %s", what, line[5:].strip())
+                elif line.strip():
+                    logger.warning("%s: %s", what, line.strip())
 
 
 class OnnxBackend:
@@ -138,9 +171,10 @@ class TFLiteBackend:
                              "'evopose-sdk[tflite]'") from None
         self.path = Path(path)
         try:
-            self.interpreter = Interpreter(model_path=str(self.path),
-                                           num_threads=int(threads) if threads else None)
-            self.interpreter.allocate_tensors()
+            with native_stderr_to_log(self.path.name):
+                self.interpreter = Interpreter(model_path=str(self.path),
+                                               num_threads=int(threads) if threads else None)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load TFLite model {self.path}: {exc}") from None
         ins = self.interpreter.get_input_details()

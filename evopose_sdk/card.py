@@ -72,6 +72,11 @@ class ModelCard:
         self.heatmap_stride = int(self.heatmap_stride)
         self.validate()
 
+    def __repr__(self) -> str:  # metrics and recipe run to thousands of characters
+        return (f"ModelCard(name={self.name!r}, input_size={self.input_size}, "
+                f"heatmap_stride={self.heatmap_stride}, file_format={self.file_format!r}, "
+                f"precision={self.precision!r}, trained={self.trained})")
+
     @property
     def num_keypoints(self) -> int:
         return len(self.keypoint_names)
@@ -167,25 +172,48 @@ def verify_sha256(card: ModelCard, model_path: str | os.PathLike) -> None:
             "another file)")
 
 
+def atomic_temp_path(final: str | os.PathLike, *, directory: bool = False) -> Path:
+    """A new hidden temp file (or folder) next to ``final``, to fill and then :func:`publish`.
+
+    Raises:
+        OSError: the folder cannot be written; the message names ``final``, not the temp name.
+    """
+    p = Path(final)
+    try:
+        if directory:
+            return Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+        fd, name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}", dir=p.parent)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if p.parent.exists() and not p.parent.is_dir():
+            reason = "that path is a file, not a folder"
+        raise type(exc)(exc.errno, f"cannot write {p} in {p.parent}: {reason}") from None
+    os.close(fd)
+    return Path(name)
+
+
+def publish(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Rename a finished temp file or folder into place with the umask's permissions
+    (mkstemp/mkdtemp make them private); the rename is atomic."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, (0o777 if Path(tmp).is_dir() else 0o666) & ~mask)
+    os.replace(tmp, final)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all (temp file + rename)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    tmp = atomic_temp_path(p)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
 
 

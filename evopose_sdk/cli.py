@@ -2,8 +2,13 @@
 
 Writes an annotated video (``<name>_pose.mp4``; annotated images for an image or folder
 source) and a JSON-lines file of keypoints (``<name>_pose.jsonl``, one line per frame),
-next to the source or in ``--output``. Both appear only when the run completes (temp file
-+ rename): an error or Ctrl-C leaves no half-written output.
+next to the source or in ``--output``. Both are written to hidden temp files and renamed
+into place when the run ends, so an output path holds a whole file or nothing.
+
+Ctrl-C (SIGINT) or SIGTERM while frames stream stops after the current frame and keeps the
+work done: the video and JSON lines of the frames so far are finalised, the CLI says
+"N of M frames" and exits 130. A second signal, or one before the first frame, stops at
+once and writes nothing. An error leaves no output (and no output folder it created).
 
 Exit codes: 0 ok, 1 error (one-line message on stderr), 2 usage error, 130 interrupted.
 """
@@ -15,7 +20,10 @@ import contextlib
 import difflib
 import logging
 import math
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,7 +31,7 @@ from pathlib import Path
 import cv2
 
 from evopose_sdk.errors import EvoPoseError
-from evopose_sdk.registry import DEFAULT_MODEL
+from evopose_sdk.registry import DEFAULT_MODEL, PRECISIONS
 
 logger = logging.getLogger("evopose_sdk.cli")
 
@@ -38,6 +46,10 @@ outputs:
               "people": [{"box_xyxy", "box_score", "score", "track_id",
                           "keypoints": K x [x, y, score] (image px, raw scores)}],
               "speed_ms": {stage: ms}}
+
+models: a shipped file by name (evopose2d-s_int8) or a model name + --precision
+  (evopose2d-s --precision int8); without --precision the most precise file is used:
+  the fp32 ONNX, or with --backend tflite the fp16 file (a warning names it).
 
 examples:
   evopose-infer walk.mp4
@@ -91,10 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video file, image folder, image file, or webcam index (e.g. 0)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=DEFAULT_MODEL,
-                   help="shipped model name or a path to an .onnx/.tflite file with its card "
-                        "(default: %(default)s)")
+                   help="shipped model name (evopose2d-s), shipped file name (evopose2d-s_int8) "
+                        "or a path to an .onnx/.tflite file with its card (default: %(default)s)")
+    g.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="which file of a shipped model: fp32 (ONNX), fp16 or int8 (TFLite) "
+                        "(default: fp32, or fp16 with --backend tflite)")
     g.add_argument("--backend", choices=("onnxruntime", "tflite"), default=None,
-                   help="inference runtime (default: from the model file's suffix)")
+                   help="inference runtime (default: from the model file found)")
     g.add_argument("--threads", type=_int_at_least(1), default=None,
                    help="intra-op threads for the pose network (default: runtime's choice)")
     g.add_argument("--no-flip", action="store_true",
@@ -153,9 +168,85 @@ def _output_paths(src, out_dir: Path) -> tuple[Path, Path]:
     return out_dir / f"{stem}.mp4", out_dir / f"{stem}.jsonl"
 
 
+class _Signals:
+    """SIGINT/SIGTERM handling for a run (main thread only).
+
+    While ``graceful`` (frames are streaming) the first signal only records its name, so the
+    loop ends after the current frame and the outputs are finalised; a second signal, or
+    any signal before the loop, raises KeyboardInterrupt (outputs are dropped). After the
+    loop (``finishing``) signals are recorded and ignored, so finalising is never cut short.
+    A signal ignored when the run starts (SIG_IGN) stays ignored.
+    """
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.graceful = self.finishing = False
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        first = self.received is None
+        self.received = self.received or signal.Signals(signum).name
+        if self.finishing or (self.graceful and first):
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _make_output_dir(out_dir: Path) -> list[Path]:
+    """Create ``out_dir`` (and parents); returns the folders created, outermost first."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvoPoseError(f"output path {out_dir} is a file, not a folder")
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()][::-1]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvoPoseError(f"cannot create output folder {out_dir}: "
+                           f"{exc.strerror or exc}") from None
+    return created
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
+
+
+def _summary(args: argparse.Namespace, frames: int, total: int | None, people: int,
+             seconds: float, outputs: list[Path], skipped: list[tuple[str, str]],
+             interrupted: str | None) -> None:
+    """One paragraph after a run: frames done (of how many), people, rate, outputs, skips."""
+    of = f"{frames} of {total} frames" if total else f"{frames} frames"
+    rate = f", {frames / seconds:.1f} frames/s" if seconds > 0 else ""
+    line = f"{of}, {people} people{rate}; wrote {', '.join(map(str, outputs))}"
+    if interrupted:
+        logger.warning("interrupted by %s after %s", interrupted, line)
+    elif not args.quiet:
+        print(f"{PROG}: {line}", file=sys.stderr)
+    if skipped:
+        shown = "; ".join(reason for _, reason in skipped[:5])
+        more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        logger.warning("skipped %d unreadable file(s): %s%s", len(skipped), shown, more)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run inference for parsed ``args``; returns the exit code."""
+    """Run inference for parsed ``args``; returns the exit code (0, or 130 if interrupted)."""
+    with _Signals() as signals:
+        return _run(args, signals)
+
+
+def _run(args: argparse.Namespace, signals: _Signals) -> int:
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from evopose_sdk.card import atomic_write_bytes
     from evopose_sdk.estimator import PoseEstimator
@@ -163,65 +254,82 @@ def run(args: argparse.Namespace) -> int:
     from evopose_sdk.writers import AtomicVideoWriter, ImageFolderWriter, JsonLinesWriter
 
     src = open_source(args.source, fps=args.fps)
-    with ExitStack() as stack:
-        stack.callback(src.close)
-        if args.output is not None:
-            out_dir = Path(args.output)
-            out_dir.mkdir(parents=True, exist_ok=True)
-        elif src.path is not None:
-            out_dir = src.path.parent
-        else:
-            out_dir = Path.cwd()
-        annotated_path, json_path = _output_paths(src, out_dir)
+    created: list[Path] = []
+    try:
+        with ExitStack() as stack:
+            stack.callback(src.close)
+            estimator = PoseEstimator(model=args.model, detector=args.detector,
+                                      flip_test=not args.no_flip, backend=args.backend,
+                                      precision=args.precision, threads=args.threads)
+            stack.enter_context(estimator)  # it warns when its card says trained=false
+            if args.output is not None:
+                out_dir = Path(args.output)
+                created = _make_output_dir(out_dir)  # after the model loaded: no empty folder
+            elif src.path is not None:
+                out_dir = src.path.parent
+            else:
+                out_dir = Path.cwd()
+            annotated_path, json_path = _output_paths(src, out_dir)
 
-        estimator = PoseEstimator(model=args.model, detector=args.detector,
-                                  flip_test=not args.no_flip, backend=args.backend,
-                                  threads=args.threads)
-        stack.enter_context(estimator)  # it logs a warning when its card says trained=false
-
-        single_image = src.kind == "images" and src.path is not None and src.path.is_file()
-        json_writer = stack.enter_context(JsonLinesWriter(json_path))
-        video_writer = image_writer = None
-        if not args.no_video:
-            if src.kind == "images" and not single_image:
-                image_writer = stack.enter_context(ImageFolderWriter(annotated_path))
-            elif not single_image:
-                video_writer = stack.enter_context(AtomicVideoWriter(annotated_path, src.fps))
-
-        total = src.frame_count if src.frame_count > 0 else None
-        if args.max_frames is not None:
-            total = min(total, args.max_frames) if total else args.max_frames
-        bar = stack.enter_context(tqdm(total=total, unit="frame", desc=src.name, file=sys.stderr,
-                                       disable=args.quiet, dynamic_ncols=True))
-        frames = people = 0
-        for info, frame, result in stream_with_info(
-                estimator, src, detect_every=args.detect_every,
-                smoothing=not (args.no_smooth or args.no_track), tracking=not args.no_track,
-                max_frames=args.max_frames):
-            record = {"frame": info.index, "time_s": round(info.time_s, 4)}
-            if info.name:
-                record["file"] = info.name
-            record.update(result.to_dict())
-            json_writer.write(record)
+            single_image = src.kind == "images" and src.path is not None and src.path.is_file()
+            json_writer = stack.enter_context(JsonLinesWriter(json_path))
+            video_writer = image_writer = None
             if not args.no_video:
-                drawn = result.draw(frame, keypoint_threshold=args.show_threshold)
-                if video_writer is not None:
-                    video_writer.write(drawn)
-                elif image_writer is not None:
-                    image_writer.write(info.name or f"{info.index:06d}.jpg", drawn)
-                else:
-                    ok, buf = cv2.imencode(annotated_path.suffix, drawn)
-                    if not ok:
-                        raise EvoPoseError(f"OpenCV cannot encode {annotated_path}")
-                    atomic_write_bytes(annotated_path, buf.tobytes())
-            frames += 1
-            people += len(result)
-            bar.update(1)
-        if frames == 0:
-            raise EvoPoseError(f"no frames could be read from {args.source}")
+                if src.kind == "images" and not single_image:
+                    image_writer = stack.enter_context(ImageFolderWriter(annotated_path))
+                elif not single_image:
+                    video_writer = stack.enter_context(AtomicVideoWriter(annotated_path, src.fps))
+
+            total = src.frame_count if src.frame_count > 0 else None
+            if args.max_frames is not None:
+                total = min(total, args.max_frames) if total else args.max_frames
+            bar = stack.enter_context(tqdm(total=total, unit="frame", desc=src.name,
+                                           file=sys.stderr, disable=args.quiet,
+                                           dynamic_ncols=True))
+            stack.enter_context(logging_redirect_tqdm())  # warnings above the bar, not on it
+            # one image has no track to follow: ids stay -1, as PoseEstimator gives them
+            tracking = not (args.no_track or single_image)
+            frames_iter = stack.enter_context(contextlib.closing(stream_with_info(
+                estimator, src, detect_every=args.detect_every,
+                smoothing=tracking and not args.no_smooth, tracking=tracking,
+                max_frames=args.max_frames)))
+            frames = people = 0
+            t0 = time.perf_counter()
+            signals.graceful = True
+            for info, frame, result in frames_iter:
+                record = {"frame": info.index, "time_s": round(info.time_s, 4)}
+                if info.name:
+                    record["file"] = info.name
+                record.update(result.to_dict())
+                json_writer.write(record)
+                if not args.no_video:
+                    drawn = result.draw(frame, keypoint_threshold=args.show_threshold)
+                    if video_writer is not None:
+                        video_writer.write(drawn)
+                    elif image_writer is not None:
+                        image_writer.write(info.name or f"{info.index:06d}.jpg", drawn)
+                    else:
+                        ok, buf = cv2.imencode(annotated_path.suffix, drawn)
+                        if not ok:
+                            raise EvoPoseError(f"OpenCV cannot encode {annotated_path}")
+                        atomic_write_bytes(annotated_path, buf.tobytes())
+                frames += 1
+                people += len(result)
+                bar.update(1)
+                if signals.received:
+                    break
+            signals.finishing = True
+            seconds = time.perf_counter() - t0
+            if frames == 0:
+                if signals.received:
+                    raise KeyboardInterrupt(signals.received)
+                raise EvoPoseError(f"no frames could be read from {args.source}")
+    except BaseException:
+        _remove_if_empty(created)
+        raise
     outputs = [json_path] + ([] if args.no_video else [annotated_path])
-    logger.info("%d frames, %d people; wrote %s", frames, people, ", ".join(map(str, outputs)))
-    return 0
+    _summary(args, frames, total, people, seconds, outputs, src.skipped, signals.received)
+    return 130 if signals.received else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,8 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
         return run(args)
-    except KeyboardInterrupt:
-        logger.error("interrupted; no output written")
+    except KeyboardInterrupt as exc:
+        how = f" by {exc.args[0]}" if exc.args else ""
+        logger.error("interrupted%s; no output written", how)
         return 130
     except (EvoPoseError, OSError, ValueError, cv2.error) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

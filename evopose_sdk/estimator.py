@@ -49,6 +49,18 @@ from evopose_sdk.result import PoseResult
 logger = logging.getLogger(__name__)
 
 
+def _check_option_names(given: dict[str, Any], known: set[str], what: str) -> None:
+    """Raise TypeError for option names not in ``known``, suggesting the nearest."""
+    unknown = sorted(set(given) - known)
+    if unknown:
+        import difflib
+
+        hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (
+            m := difflib.get_close_matches(u, known, n=1)) else "") for u in unknown]
+        raise TypeError(f"unknown {what} option(s): {', '.join(hints)}; known: "
+                        f"{', '.join(sorted(known))}")
+
+
 @dataclass
 class PoseEstimatorOptions:
     """Options of :class:`PoseEstimator` (all keyword arguments of its constructor).
@@ -132,14 +144,8 @@ class PoseEstimator:
             raise TypeError("pass either options=PoseEstimatorOptions(...) or keyword "
                             "arguments, not both")
         if options is None:
-            known = {f.name for f in fields(PoseEstimatorOptions)}
-            unknown = sorted(set(kwargs) - known)
-            if unknown:
-                import difflib
-
-                hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (
-                    m := difflib.get_close_matches(u, known, n=1)) else "") for u in unknown]
-                raise TypeError(f"unknown PoseEstimator option(s): {', '.join(hints)}")
+            _check_option_names(kwargs, {f.name for f in fields(PoseEstimatorOptions)},
+                                 "PoseEstimator")
             if model is not None:
                 kwargs["model"] = model
             options = PoseEstimatorOptions(**kwargs)
@@ -243,9 +249,17 @@ class PoseEstimator:
         return self._pose(img, b, s, {"detect": 0.0}, keep_order=not nms)
 
     def stream(self, source: Any, **kwargs: Any):
-        """Frames and results from a video, folder or webcam: see :func:`evopose_sdk.video.stream`."""
+        """Frames and results from a video, folder or webcam: see :func:`evopose_sdk.video.stream`.
+
+        Raises:
+            TypeError: an unknown option, naming the nearest known one.
+        """
+        import inspect
+
         from evopose_sdk import video
 
+        known = set(inspect.signature(video.stream).parameters) - {"estimator", "source"}
+        _check_option_names(kwargs, known, "stream()")
         return video.stream(self, source, **kwargs)
 
     # -- internals ---------------------------------------------------------------------

@@ -95,8 +95,8 @@ def to_bgr_uint8(
         image = (image.astype(np.uint32) * 255 + 32767) // 65535
         image = image.astype(np.uint8)
     elif image.dtype == np.bool_ or image.dtype != np.uint8:
-        raise InputError(f"{what} must be uint8 or uint16; received dtype {image.dtype} "
-                         "(convert float images with (img * 255).clip(0, 255).astype(np.uint8))")
+        raise InputError(f"{what} must be uint8 or uint16; received dtype {image.dtype}"
+                         f"{_conversion_hint(image)}")
     if image.ndim == 2 or image.shape[2] == 1:
         return cv2.cvtColor(np.ascontiguousarray(image.reshape(h, w)), cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 4:
@@ -105,6 +105,26 @@ def to_bgr_uint8(
     if color == "rgb":
         return np.ascontiguousarray(image[:, :, ::-1])
     return np.ascontiguousarray(image)
+
+
+def _conversion_hint(image: np.ndarray) -> str:
+    """How to turn a non-uint8 array into uint8, judged from its value range."""
+    if image.dtype == np.bool_:
+        return ": convert a mask with img.astype(np.uint8) * 255"
+    if image.dtype.kind not in "fiu":
+        return ""
+    finite = image[np.isfinite(image)] if image.dtype.kind == "f" else image
+    if finite.size == 0:
+        return " with no finite values"
+    lo, hi = float(finite.min()), float(finite.max())
+    span = f" with values in [{lo:.4g}, {hi:.4g}]"
+    if lo >= 0 and hi <= 1:
+        return f"{span}: scale it with (img * 255).round().clip(0, 255).astype(np.uint8)"
+    if lo >= 0 and hi <= 255:
+        return (f"{span}, already 0-255: convert it with "
+                "img.round().clip(0, 255).astype(np.uint8) (no scaling)")
+    return (f"{span}, outside 0-255 (normalised?): undo the normalisation, or rescale with "
+            "((img - img.min()) * 255 / (img.max() - img.min())).astype(np.uint8)")
 
 
 def load_image(

@@ -45,12 +45,25 @@ def models_dir() -> Path:
     return Path(MODELS_DIR)
 
 
+#: Precisions a shipped model may come in, most precise first (the order of the default pick).
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """A model file and the card that describes it."""
 
     path: Path
     card: ModelCard
+
+    def __repr__(self) -> str:  # the card in full runs to ~10k characters
+        return (f"ResolvedModel(name={self.card.name!r}, file={self.path.name!r}, "
+                f"format={self.card.file_format!r}, precision={self.card.precision!r})")
+
+    @property
+    def label(self) -> str:
+        """``"<name> <precision> = <file name>"``: the two ways to ask for this file."""
+        return f"{self.card.name} {self.card.precision} = {self.path.name}"
 
 
 def _format_of(path: Path) -> str:
@@ -92,6 +105,9 @@ def read_embedded_card(path: str | os.PathLike) -> ModelCard | None:
 
 
 def _load_for_path(path: Path, verify: bool) -> ResolvedModel:
+    if path.is_dir():
+        raise ModelError(f"model path is a directory, not a model file: {path} (pass the "
+                         ".onnx or .tflite file inside it, or a shipped model name)")
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix.lower() not in MODEL_SUFFIXES:
@@ -128,43 +144,82 @@ def resolve_model(
 ) -> ResolvedModel:
     """Find a model by name or path and check its card against the file.
 
+    A shipped file is reached two ways: by its file name or stem (``"evopose2d-s_int8"``),
+    or by its model name plus ``precision`` (``"evopose2d-s"``, ``precision="int8"``). For a
+    model name without ``precision`` the most precise file in the wanted format is taken
+    (fp32, else fp16, else int8); ONNX unless ``backend="tflite"`` or the precision asked for
+    is shipped only as TFLite. When that pick is not fp32 a warning names the file taken.
+
     Args:
-        model: a shipped model name (``"evopose2d-s"``, case-insensitive) or a path to an
+        model: a shipped model name or file stem (case-insensitive), or a path to an
             ``.onnx`` / ``.tflite`` file.
         backend: ``"onnxruntime"`` or ``"tflite"``: picks the file format for a name.
-        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` for a name (default: fp32 if shipped).
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` for a name.
         search_dir: folder of shipped models (default :func:`models_dir`).
         verify: check the card's sha256 against the file.
 
     Raises:
-        ModelError: not found (lists the available names), card missing or mismatched.
+        ModelError: not found (lists what is available, as name + precision = file), bad
+            precision, card missing or mismatched.
     """
+    if precision is not None and precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}; received "
+                         f"{precision!r}")
     text = os.fspath(model)
     path = Path(text).expanduser()
-    if path.suffix.lower() in MODEL_SUFFIXES or path.exists() or os.sep in text:
-        return _load_for_path(path, verify)
-    fmt = "tflite" if backend == "tflite" else "onnx"
-    candidates = available_models(search_dir)
     key = text.lower()
-    matches = [m for m in candidates
-               if key in (m.card.name.lower(), m.path.stem.lower(), m.path.name.lower())]
+    as_path = path.exists() or os.sep in text or (os.altsep is not None and os.altsep in text)
+    candidates = [] if as_path else available_models(search_dir)
+    if as_path or (path.suffix.lower() in MODEL_SUFFIXES
+                   and not any(m.path.name.lower() == key for m in candidates)):
+        return _load_for_path(path, verify)
+    fmt = None if backend is None else ("tflite" if backend == "tflite" else "onnx")
+    by_name = [m for m in candidates if m.card.name.lower() == key]
+    by_file = [m for m in candidates if key in (m.path.stem.lower(), m.path.name.lower())]
+    where = search_dir if search_dir is not None else models_dir()
+    if by_file and not by_name:  # a file stem such as evopose2d-s_int8: exactly that file
+        found = by_file[0]
+        clash = []
+        if precision not in (None, found.card.precision):
+            clash.append(f"precision {precision!r}")
+        if fmt not in (None, found.card.file_format):
+            clash.append(f"backend {backend!r}")
+        if clash:
+            raise ModelError(f"{text!r} is the {found.card.file_format} {found.card.precision} "
+                             f"file {found.path.name}, which does not fit {' and '.join(clash)}; "
+                             f"drop the option or name the model ({found.card.name!r}) instead")
+        return _load_for_path(found.path, verify)
+    matches = by_name or by_file
     if precision is not None:
         matches = [m for m in matches if m.card.precision == precision]
-    if backend is None and precision is not None and matches and not any(
-            m.card.file_format == fmt for m in matches):
-        fmt = matches[0].card.file_format  # e.g. int8 is shipped as TFLite only
+    if fmt is None:  # ONNX where it exists, else what is shipped (e.g. int8 is TFLite only)
+        fmt = "onnx" if any(m.card.file_format == "onnx" for m in matches) or not matches \
+            else matches[0].card.file_format
     matches = [m for m in matches if m.card.file_format == fmt]
     if not matches:
-        names = sorted({f"{m.card.name} ({m.card.file_format} {m.card.precision})"
-                        for m in candidates})
-        close = difflib.get_close_matches(key, sorted({m.card.name.lower() for m in candidates}),
-                                          n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        where = search_dir if search_dir is not None else models_dir()
+        own = by_name or by_file
+        listed = own or candidates
+        if own:
+            asked = " ".join(x for x in (fmt, precision) if x)
+            msg = f"no {asked} file of model {own[0].card.name!r} in {where}."
+        else:
+            names = sorted({m.card.name for m in candidates} | {m.path.stem for m in candidates})
+            close = difflib.get_close_matches(key, [n.lower() for n in names], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            msg = f"no model named {text!r} in {where}.{hint}"
+        labels = ", ".join(m.label for m in sorted(listed, key=_order)) or "none shipped"
         raise ModelError(
-            f"no {fmt} model named {text!r}{' at ' + precision if precision else ''} in {where}."
-            f"{hint} Available: {', '.join(names) if names else 'none shipped'}. "
+            f"{msg} Available (model name + precision, or the file name): {labels}. "
             "Pass a path to an .onnx or .tflite file with its card (<file>.json) instead.")
-    order = {"fp32": 0, "fp16": 1, "int8": 2}
-    best = sorted(matches, key=lambda m: order.get(m.card.precision, 9))[0]
+    best = sorted(matches, key=_order)[0]
+    if precision is None and best.card.precision != "fp32":
+        logger.warning("%s has no fp32 %s file; using %s (%s). Ask for a precision "
+                       "(%s) to choose explicitly", best.card.name, fmt, best.path.name,
+                       best.card.precision, ", ".join(
+                           sorted({m.card.precision for m in matches}, key=PRECISIONS.index)))
     return _load_for_path(best.path, verify)
+
+
+def _order(m: ResolvedModel) -> tuple:
+    rank = PRECISIONS.index(m.card.precision) if m.card.precision in PRECISIONS else 9
+    return (m.card.name, rank, m.card.file_format)

@@ -65,6 +65,8 @@ class FrameSource:
         fps: frames per second (the container's; 30 when unknown or for images).
         frame_count: number of frames if known, else -1.
         frame_hw: (height, width) of the first frame.
+        skipped: ``(file name, reason)`` of each image of a folder that could not be read
+            (filled while iterating; each is also logged as a warning).
 
     Use :func:`open_source` to make one; it checks the source is readable up front.
     """
@@ -75,6 +77,7 @@ class FrameSource:
         self.kind, self.name, self.path = kind, name, path
         self.fps, self.frame_count, self.frame_hw = fps, frame_count, frame_hw
         self._cap, self._images, self._first = cap, images, first
+        self.skipped: list[tuple[str, str]] = []
 
     def __iter__(self) -> Iterator[tuple[FrameInfo, np.ndarray]]:
         if self._images is not None:
@@ -91,6 +94,7 @@ class FrameSource:
                 image = read_image(p)
             except EvoPoseError as exc:
                 logger.warning("skipping %s", exc)
+                self.skipped.append((p.name, str(exc)))
                 continue
             yield FrameInfo(index, index / self.fps, p.name), image
             index += 1
@@ -198,8 +202,8 @@ def _image_source(path: Path, name: str, images: list[Path], fps: float | None) 
         try:
             first_hw = read_image(p).shape[:2]
             break
-        except EvoPoseError as exc:
-            logger.warning("skipping %s", exc)
+        except EvoPoseError as exc:  # warned about again (and recorded) while iterating
+            logger.debug("skipping %s", exc)
     if first_hw is None:
         raise VideoError(f"none of the {len(images)} image(s) in {path} can be read")
     return FrameSource("images", name, path, _valid_fps(fps), len(images), first_hw,

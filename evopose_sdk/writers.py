@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from evopose_sdk.card import atomic_temp_path, publish
 from evopose_sdk.errors import VideoError
 
 __all__ = ["AtomicVideoWriter", "JsonLinesWriter", "ImageFolderWriter"]
@@ -26,20 +26,11 @@ __all__ = ["AtomicVideoWriter", "JsonLinesWriter", "ImageFolderWriter"]
 logger = logging.getLogger(__name__)
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename a finished temp file/folder into place, with the permissions of the umask
-    (mkstemp/mkdtemp make them private)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~mask)
-    os.replace(tmp, final)
-
-
-def _temp_path(final: Path, *, suffix: str | None = None) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{suffix or final.suffix}",
-                                dir=final.parent)
-    os.close(fd)
-    return Path(name)
+def _temp_path(final: Path, *, directory: bool = False) -> Path:
+    try:
+        return atomic_temp_path(final, directory=directory)
+    except OSError as exc:
+        raise VideoError(exc.strerror or str(exc)) from None
 
 
 class _AtomicBase:
@@ -117,7 +108,7 @@ class AtomicVideoWriter(_AtomicBase):
             return
         self._writer.release()
         self._writer = None
-        _publish(self._tmp, self.path)
+        publish(self._tmp, self.path)
         self._tmp = None
         logger.info("wrote %s (%d frames)", self.path, self.frames_written)
 
@@ -156,7 +147,7 @@ class JsonLinesWriter(_AtomicBase):
         os.fsync(self._fh.fileno())
         self._fh.close()
         self._fh = None
-        _publish(self._tmp, self.path)
+        publish(self._tmp, self.path)
         self._tmp = None
         logger.info("wrote %s (%d lines)", self.path, self.lines_written)
 
@@ -181,8 +172,7 @@ class ImageFolderWriter(_AtomicBase):
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise VideoError(f"output folder does not exist: {self.path.parent}")
-        self._tmp: Path | None = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.",
-                                                       suffix=".tmp", dir=self.path.parent))
+        self._tmp: Path | None = _temp_path(self.path, directory=True)
         self.images_written = 0
 
     def write(self, name: str, image_bgr: np.ndarray) -> None:
@@ -200,7 +190,7 @@ class ImageFolderWriter(_AtomicBase):
             return
         if self.path.is_dir():
             shutil.rmtree(self.path)
-        _publish(self._tmp, self.path)
+        publish(self._tmp, self.path)
         self._tmp = None
         logger.info("wrote %s (%d images)", self.path, self.images_written)
 

@@ -10,7 +10,7 @@ import argparse
 
 import cv2
 
-from evopose_sdk import PoseEstimator
+from evopose_sdk import EvoPoseError, PoseEstimator
 from evopose_sdk.registry import DEFAULT_MODEL
 
 
@@ -23,6 +23,15 @@ def main() -> None:
     p.add_argument("--no-flip", action="store_true", help="faster, slightly less accurate")
     args = p.parse_args()
 
+    if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):  # OpenCV's own log: errors only
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        run(args)
+    except EvoPoseError as exc:  # no camera, unreadable model...: one line, no traceback
+        raise SystemExit(f"webcam_demo: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> None:
     with PoseEstimator(model=args.model, flip_test=not args.no_flip) as est:
         for frame, people in est.stream(args.camera, detect_every=args.detect_every):
             fps = 1000.0 / max(sum(people.speed_ms.values()), 1e-3)

@@ -317,12 +317,35 @@ def test_registry_finds_models_by_name(mirror_models, tmp_path, monkeypatch, cap
     monkeypatch.setenv("EVOPOSE_MODELS_DIR", str(tmp_path))
     assert [m.card.name for m in available_models()] == ["mirror-s4"]
     assert resolve_model("MIRROR-S4").path == tmp_path / "mirror.onnx"
-    with pytest.raises(ModelError, match=r"Did you mean 'mirror-s4'.*Available: mirror-s4"):
+    with pytest.raises(ModelError, match=r"Did you mean 'mirror-s4'.*Available \(model name \+ "
+                       r"precision, or the file name\): mirror-s4 fp32 = mirror\.onnx\."):
         resolve_model("mirror-s3")
+    assert resolve_model("mirror").path == tmp_path / "mirror.onnx"  # by file stem
     with caplog.at_level(logging.WARNING, logger="evopose_sdk.estimator"):
         est = PoseEstimator("mirror-s4", detector="whole-image")
     assert est.card.name == "mirror-s4"
     assert "UNTRAINED" in caplog.text
+
+
+def test_every_shipped_file_by_file_name_or_name_and_precision(caplog) -> None:
+    shipped = available_models()
+    assert len(repr(shipped)) < 150 * len(shipped)  # not every card in full
+    assert "file='evopose2d-s_int8.tflite'" in repr(shipped)
+    for m in shipped:
+        for name in (m.path.stem, m.path.name, m.path.stem.upper()):
+            assert resolve_model(name).path == m.path, name
+        assert resolve_model(m.card.name, precision=m.card.precision).path == m.path
+        if m.path.stem != m.card.name:  # a file name asks for exactly that file
+            with pytest.raises(ModelError, match="does not fit precision"):
+                resolve_model(m.path.stem, precision="fp32")
+    # no precision and --backend tflite: the fp16 file, said in a warning, never silently
+    with caplog.at_level(logging.WARNING, logger="evopose_sdk.registry"):
+        picked = resolve_model("evopose2d-s", backend="tflite")
+    assert picked.path.name == "evopose2d-s_fp16.tflite"
+    assert "no fp32 tflite file; using evopose2d-s_fp16.tflite" in caplog.text
+    with pytest.raises(ModelError, match=r"no tflite fp32 file of model 'evopose2d-s'.*"
+                                         r"evopose2d-s int8 = evopose2d-s_int8\.tflite"):
+        resolve_model("evopose2d-s", backend="tflite", precision="fp32")
 
 
 def test_onnx_without_sidecar_card_uses_embedded_card(mirror_models, tmp_path) -> None:
