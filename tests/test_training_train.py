@@ -87,6 +87,19 @@ def test_resume_continues_exactly(uninterrupted, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
+def test_resuming_a_run_that_reached_max_steps_trains_no_further(uninterrupted, tmp_path):
+    """Running the same command again (as after a SIGTERM that stopped at the last step)
+    must not add a step past max_steps."""
+    import shutil
+
+    out = tmp_path / "again"
+    shutil.copytree(uninterrupted, out)
+    path = T.train(_tiny_config(out, max_steps=8), resume="must")
+    assert path == out / "checkpoints" / "step-000000008.keras"
+    assert T.read_loss_curve(out)[0].tolist() == list(range(1, 9))
+    assert json.loads((out / "state.json").read_text())["step"] == 8
+
+
 def _cli(*args, **kw):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_ENABLE_ONEDNN_OPTS="0",
                KERAS_BACKEND="tensorflow")

@@ -611,11 +611,14 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
     keep = int(t["keep_checkpoints"])
     log_every = max(int(t["log_every_steps"]), 1)
     stop_reason = None
+    if max_steps is not None and step >= max_steps:  # resumed at max_steps: train no more
+        stop_reason = f"max_steps={max_steps}"
+        last_path = run.root / state["checkpoint"]
     try:
         with _StopFlag() as stop, datamod.BatchLoader(
                 batches, int(cfg["data"]["workers"]), bool(cfg["data"]["use_multiprocessing"]),
                 int(cfg["data"]["prefetch"])) as loader:
-            while step < total_steps:
+            while step < total_steps and not stop_reason:
                 epoch, start = divmod(step, spe)
                 it = loader.iterate(epoch, start, spe)
                 tic = time.time()
