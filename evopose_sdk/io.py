@@ -55,7 +55,14 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_IMAGE_PIXE
     buf = np.frombuffer(data, np.uint8)
     # ANYDEPTH keeps 16-bit data, ANYCOLOR keeps grayscale; unlike IMREAD_UNCHANGED this
     # applies the EXIF orientation (phone photos), as cv2.imread does by default.
-    image = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    except cv2.error as exc:  # e.g. a header claiming more than OpenCV's pixel limit
+        if "MAX_IMAGE_PIXELS" in str(exc):
+            raise InputError(f"cannot decode image {p}: its header claims more pixels than "
+                             "OpenCV decodes (2^30); the file is corrupt or far too large"
+                             ) from None
+        raise InputError(f"cannot decode image {p}: OpenCV: {str(exc).strip()[-200:]}") from None
     if image is None or image.size == 0:
         raise InputError(f"cannot decode image {p}: not an image OpenCV can read, or corrupt")
     return to_bgr_uint8(image, color="bgr", max_pixels=max_pixels, what=str(p))
