@@ -24,20 +24,10 @@ import cv2
 import numpy as np
 
 from evopose_sdk.card import atomic_write_text
+from evopose_sdk.training.teachers import head_gate
 
 log = logging.getLogger("pseudo_label_faces")
 FACE = (0, 1, 2, 3, 4)  # nose, left_eye, right_eye, left_ear, right_ear (COCO order)
-
-
-def head_gate(ann: dict) -> tuple[np.ndarray, float] | None:
-    """(head centre (2,), head length) from ``extra_joints`` neck and head_top, or None."""
-    ex = ann.get("extra_joints") or {}
-    neck, top = ex.get("neck"), ex.get("head_top")
-    if not neck or not top or neck[2] <= 0 or top[2] <= 0:
-        return None
-    a, b = np.array(neck[:2], float), np.array(top[:2], float)
-    length = float(np.linalg.norm(b - a))
-    return ((a + b) / 2, length) if length >= 2.0 else None
 
 
 def label_source(src: Path, teacher, min_score: float, limit: int | None) -> tuple[dict, dict]:

@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="run folder of a stage (same order as --recipe)")
     ap.add_argument("--pseudo-faces", type=Path,
                     help="summary.json of tools/pseudo_label_faces.py used by a stage")
+    ap.add_argument("--earlier-stages", type=Path,
+                    help="a shipped card whose recipe.stages come before the given stages (for "
+                         "a model continued from weights whose run folders are gone)")
+    ap.add_argument("--teacher-labels", type=Path,
+                    help="the agreement table JSON of tools/teacher_labels.py used by a stage")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--peers", type=Path, default=Path("/tmp/peers/models"))
     ap.add_argument("--out", type=Path, default=REPO / "models")
@@ -110,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     from evopose_sdk.export import update_card
 
     stages = []
+    if args.earlier_stages:
+        stages = list(json.loads(args.earlier_stages.read_text())["recipe"]["stages"])
     for rec_path, run_dir in zip(args.recipe, args.run_dir, strict=True):
         stages.append({"config": json.loads(rec_path.read_text()), "config_file": str(rec_path),
                        **_training_time(run_dir)})
@@ -125,6 +132,16 @@ def main(argv: list[str] | None = None) -> int:
             "teacher": "MoveNet SinglePose Thunder (Apache-2.0), tools/pseudo_label_faces.py",
             "min_score": summary["min_score"],
             "per_source": summary["sources"]}
+    if args.teacher_labels:
+        report = json.loads(args.teacher_labels.read_text())
+        training_data["teacher_labels"] = {
+            "teacher": report["teacher"],
+            "role": ("labels of LSP/LSPET/PARSE corrected where the teacher is confident and "
+                     "agrees: face points added (head-gated), hips moved to COCO's convention "
+                     "where a source differs, LSPET limb joints replaced by the teacher's "
+                     "where per-keypoint OKS >= 0.5 (tools/teacher_labels.py); official COCO "
+                     "and COCO-convention labels never changed"),
+            "hip_shift": report["hip_shift"], "per_source": report["variants"]}
     timing = {"steps": sum(s.get("steps", 0) for s in stages),
               "elapsed_s": sum(s.get("elapsed_s", 0.0) for s in stages)}
     if stages and "final_heatmap_loss" in stages[-1]:

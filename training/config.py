@@ -41,7 +41,8 @@ DEFAULT_CONFIG: dict = {
         "augment": {
             "enabled": True, "scale_factor": 0.3, "rotation": 40.0, "rotation_prob": 0.6,
             "flip_prob": 0.5, "half_body_prob": 0.3, "half_body_min_joints": 8,
-            "color_jitter": 0.2,
+            "color_jitter": 0.2, "truncate_prob": 0.0, "paste_person_prob": 0.0,
+            "occlude_prob": 0.0, "blur_prob": 0.0, "lowres_prob": 0.0,
         },
         "workers": 2,
         "use_multiprocessing": True,

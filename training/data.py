@@ -31,6 +31,7 @@ import numpy as np
 
 from evopose_sdk import geometry
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, flip_permutation
+from evopose_sdk.training import augment as augmod
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +333,12 @@ class AugmentConfig:
     half_body_prob: crop to the upper or lower body when more than ``half_body_min_joints``
         joints are labelled.
     color_jitter: brightness/contrast/saturation factors drawn from ``1 + U(-c, c)``.
+    truncate_prob: the frame cuts through the person (:func:`augment.truncate`); exclusive
+        with the half-body crop.
+    paste_person_prob: another training person pasted in front (:func:`augment.paste_person`).
+    occlude_prob: patches of another photo over the crop (:func:`augment.occlude`).
+    blur_prob / lowres_prob: blur, or a 2-4x down-up round trip (:func:`augment.degrade`).
+    The last five default to 0 (the paper's recipe).
     """
 
     enabled: bool = True
@@ -342,6 +349,16 @@ class AugmentConfig:
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8
     color_jitter: float = 0.2
+    truncate_prob: float = 0.0
+    paste_person_prob: float = 0.0
+    occlude_prob: float = 0.0
+    blur_prob: float = 0.0
+    lowres_prob: float = 0.0
+
+    @property
+    def needs_other(self) -> bool:
+        """Whether samples need a second training image (pasted people, occluder texture)."""
+        return self.enabled and (self.paste_person_prob > 0 or self.occlude_prob > 0)
 
     @classmethod
     def from_any(cls, value) -> AugmentConfig:
@@ -416,6 +433,7 @@ def make_sample(
     rng: np.random.Generator | None = None,
     sigma: float | None = None,
     padding: float = geometry.DEFAULT_PADDING,
+    other: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """One top-down training sample.
 
@@ -425,6 +443,8 @@ def make_sample(
         keypoints: (K, 3) ``x, y, v`` in image pixels.
         input_hw: model input (h, w); stride: heatmap stride.
         augment: augmentation (None: plain crop, as at validation).
+        other: (image (H, W, 3) uint8 RGB, box (4,) xywh) of another training person, for
+            the pasted-person and occluder augmentations.
 
     Returns:
         dict with ``image`` (h, w, 3) uint8 RGB crop, ``heatmaps`` (h/s, w/s, K) float32,
@@ -441,8 +461,14 @@ def make_sample(
     rot = 0.0
     scale = 1.0
     flip = False
+    truncated = False
+    if aug is not None and aug.truncate_prob > 0 and rng.random() < aug.truncate_prob:
+        cut = augmod.truncate(image_rgb, np.array([x, y, bw, bh]), kps, rng)
+        if cut is not None:
+            image_rgb, box, kps = cut
+            truncated = True
     if aug is not None:
-        if (upper_body is not None and len(upper_body) and aug.half_body_prob > 0
+        if (not truncated and upper_body is not None and len(upper_body) and aug.half_body_prob > 0
                 and int((kps[:, 2] > 0).sum()) > aug.half_body_min_joints
                 and rng.random() < aug.half_body_prob):
             hb = _half_body_box(kps, upper_body, rng)
@@ -462,8 +488,19 @@ def make_sample(
     if flip:
         perm = flip_permutation(kps.shape[0], flip_pairs)
         kp_crop, valid = kp_crop[perm], valid[perm]
+    if aug is not None and other is not None:
+        if aug.paste_person_prob > 0 and rng.random() < aug.paste_person_prob:
+            crop = augmod.paste_person(crop, other[0], other[1], rng)
+        if aug.occlude_prob > 0 and rng.random() < aug.occlude_prob:
+            crop = augmod.occlude(crop, other[0], rng)
     if aug is not None and aug.color_jitter > 0:
         crop = _color_jitter(crop, aug.color_jitter, rng)
+    if aug is not None and (aug.blur_prob > 0 or aug.lowres_prob > 0):
+        r = rng.random()
+        if r < aug.lowres_prob:
+            crop = augmod.degrade(crop, rng, lowres=True)
+        elif r < aug.lowres_prob + aug.blur_prob:
+            crop = augmod.degrade(crop, rng, lowres=False)
     hm, weights = encode_heatmaps(kp_crop, valid, (h // stride, w // stride), stride, sigma)
     return {"image": crop, "heatmaps": hm, "weights": weights, "keypoints": kp_crop,
             "matrix": matrix, "flipped": flip}
@@ -557,9 +594,14 @@ class KeypointBatches:
         rng = np.random.default_rng((self.seed, self.epoch, position, 104729))
         r = self.records
         image = read_image_rgb(r.image_paths[idx])
+        other = None
+        if self.augment.needs_other and len(r) > 1:
+            j = int(rng.integers(len(r) - 1))
+            j += j >= idx
+            other = (read_image_rgb(r.image_paths[j]), r.boxes_xywh[j])
         return make_sample(image, r.boxes_xywh[idx], r.keypoints[idx], self.input_hw,
                            self.stride, flip_pairs=self.flip_pairs, upper_body=self.upper_body,
-                           augment=self.augment, rng=rng, sigma=self.sigma)
+                           augment=self.augment, rng=rng, sigma=self.sigma, other=other)
 
     def batch(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not 0 <= i < len(self):

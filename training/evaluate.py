@@ -43,6 +43,8 @@ class EvalResult:
     num_images: int = 0
     num_people: int = 0
     results_path: Path | None = None
+    #: stats of subsets of the people, e.g. ``{"<10": {...}, ">=10": {...}}``
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return " ".join(f"{k}={v:.4f}" for k, v in self.stats.items())
@@ -149,6 +151,7 @@ def evaluate_model(
     max_images: int | None = None,
     image_ids: Sequence[int] | None = None,
     batch_size: int = 32,
+    split_visible: int | None = 10,
 ) -> EvalResult:
     """COCO keypoint AP of ``model`` on the sources' images.
 
@@ -162,12 +165,12 @@ def evaluate_model(
         sigmas: OKS sigmas (K,); default COCO's (K = 17) or 0.05 for other sets.
         results_path: write the COCO results JSON here (atomically).
         max_images, image_ids: evaluate only these images (the first N / these ids).
+        split_visible: also score people with fewer / at least this many labelled
+            keypoints apart (``EvalResult.groups``); None: skip.
 
     Returns:
         EvalResult with ``stats`` (AP, AP50, ... ARl) and the results list.
     """
-    from pycocotools.coco import COCO  # noqa: PLC0415
-    from pycocotools.cocoeval import COCOeval  # noqa: PLC0415
 
     if isinstance(model, str | os.PathLike):
         from evopose_sdk.training.train import load_checkpoint  # noqa: PLC0415
@@ -204,25 +207,50 @@ def evaluate_model(
             n_people += 1
     if results_path is not None:
         atomic_write_text(results_path, json.dumps(results))
-    stats = {n: -1.0 for n in STAT_NAMES}
-    if results and any(a.get("num_keypoints", 1) > 0 for a in gt["annotations"]):
-        with contextlib.redirect_stdout(io.StringIO()) as buf:
-            coco_gt = COCO()
-            coco_gt.dataset = gt
-            coco_gt.createIndex()
-            coco_dt = coco_gt.loadRes(results)
-            ev = COCOeval(coco_gt, coco_dt, "keypoints")
-            ev.params.imgIds = [im["id"] for im in gt["images"]]
-            if sigmas is not None:
-                ev.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
-            elif k == 17:
-                ev.params.kpt_oks_sigmas = COCO_SIGMAS
-            else:
-                ev.params.kpt_oks_sigmas = np.full(k, 0.05)
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        log.debug("COCOeval:\n%s", buf.getvalue())
-        stats = {n: float(v) for n, v in zip(STAT_NAMES, ev.stats, strict=True)}
+    stats = coco_keypoint_stats(gt, results, sigmas)
+    groups = {}
+    if split_visible:
+        few = {a["id"] for a in gt["annotations"] if 0 < a.get("num_keypoints", 0) < split_visible}
+        groups[f"<{split_visible}"] = coco_keypoint_stats(gt, results, sigmas, keep=few)
+        many = {a["id"] for a in gt["annotations"] if a.get("num_keypoints", 0) >= split_visible}
+        groups[f">={split_visible}"] = coco_keypoint_stats(gt, results, sigmas, keep=many)
     return EvalResult(stats, results, len(gt["images"]), n_people,
-                      Path(results_path) if results_path else None)
+                      Path(results_path) if results_path else None, groups)
+
+
+def coco_keypoint_stats(gt: dict, results: list[dict], sigmas: Sequence[float] | None = None,
+                        keep: set[int] | None = None) -> dict[str, float]:
+    """pycocotools keypoint stats (``STAT_NAMES``; -1 where undefined) of ``results`` on the
+    COCO dict ``gt``; with ``keep``, every other ground-truth person is marked ``iscrowd``,
+    which COCOeval ignores together with the predictions it matches (its ``ignore`` field is
+    overwritten by ``iscrowd`` in ``COCOeval._prepare``), so they count neither way."""
+    from pycocotools.coco import COCO  # noqa: PLC0415
+    from pycocotools.cocoeval import COCOeval  # noqa: PLC0415
+
+    stats = {n: -1.0 for n in STAT_NAMES}
+    anns = gt["annotations"]
+    if keep is not None:
+        anns = [dict(a, iscrowd=int(a.get("iscrowd", 0) or a["id"] not in keep)) for a in anns]
+    if not results or not any(a.get("num_keypoints", 1) > 0 and not a.get("iscrowd")
+                              for a in anns):
+        return stats
+    cat = next(c for c in gt["categories"] if c.get("keypoints"))
+    k = len(cat["keypoints"])
+    with contextlib.redirect_stdout(io.StringIO()) as buf:
+        coco_gt = COCO()
+        coco_gt.dataset = dict(gt, annotations=anns)
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(results)
+        ev = COCOeval(coco_gt, coco_dt, "keypoints")
+        ev.params.imgIds = [im["id"] for im in gt["images"]]
+        if sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
+        elif k == 17:
+            ev.params.kpt_oks_sigmas = COCO_SIGMAS
+        else:
+            ev.params.kpt_oks_sigmas = np.full(k, 0.05)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    log.debug("COCOeval:\n%s", buf.getvalue())
+    return {n: float(v) for n, v in zip(STAT_NAMES, ev.stats, strict=True)}

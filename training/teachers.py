@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from evopose_sdk.geometry import apply_affine, crop_affine, invert_affine, warp_crop
+from evopose_sdk.skeleton import COCO_FLIP_PAIRS, flip_permutation
 
 
 class MoveNetSinglePose:
@@ -35,16 +36,43 @@ class MoveNetSinglePose:
         self.it.set_tensor(self.inp["index"], np.zeros(self.inp["shape"], self.dtype))
         self.it.invoke()  # warm-up
 
-    def __call__(self, image_bgr: np.ndarray, box_xywh) -> np.ndarray:
-        """(H, W, 3) BGR image, box [x, y, w, h] in pixels -> (17, 3) x, y (pixels), score."""
+    def _run(self, crop_rgb: np.ndarray) -> np.ndarray:
+        """(side, side, 3) RGB crop -> (17, 3) x, y in crop pixels, score."""
+        self.it.set_tensor(self.inp["index"], crop_rgb[None].astype(self.dtype))
+        self.it.invoke()
+        kp = np.asarray(self.it.get_tensor(self.out["index"]), np.float64).reshape(17, 3)
+        return np.concatenate([kp[:, [1, 0]] * self.side - 0.5, kp[:, 2:3]], axis=1)
+
+    def __call__(self, image_bgr: np.ndarray, box_xywh, flip: bool = False) -> np.ndarray:
+        """(H, W, 3) BGR image, box [x, y, w, h] in pixels -> (17, 3) x, y (pixels), score.
+
+        ``flip``: also run the mirrored crop, map it back (x -> side - 1 - x, left/right
+        swapped) and average positions and scores with the plain pass.
+        """
         x, y, w, h = (float(v) for v in box_xywh)
         s = 1.25 * max(w, h, 1.0)
         mat = crop_affine(np.array([x + w / 2, y + h / 2]), np.array([s, s]),
                           (self.side, self.side))
         crop = cv2.cvtColor(warp_crop(image_bgr, mat, (self.side, self.side)),
                             cv2.COLOR_BGR2RGB)
-        self.it.set_tensor(self.inp["index"], crop[None].astype(self.dtype))
-        self.it.invoke()
-        kp = np.asarray(self.it.get_tensor(self.out["index"]), np.float64).reshape(17, 3)
-        xy = apply_affine(kp[:, [1, 0]] * self.side - 0.5, invert_affine(mat))
+        kp = self._run(crop)
+        if flip:
+            kf = self._run(np.ascontiguousarray(crop[:, ::-1]))
+            kf[:, 0] = self.side - 1.0 - kf[:, 0]
+            kf = kf[flip_permutation(17, COCO_FLIP_PAIRS)]
+            kp = (kp + kf) / 2.0
+        xy = apply_affine(kp[:, :2], invert_affine(mat))
         return np.concatenate([xy, kp[:, 2:3]], axis=1)
+
+
+def head_gate(ann: dict) -> tuple[np.ndarray, float] | None:
+    """(head centre (2,), head length) of a COCO annotation from its ``extra_joints`` neck and
+    head top (LSP, LSPET, PARSE), or None: teacher face points farther than one head length
+    from the centre are not the labelled person's."""
+    ex = ann.get("extra_joints") or {}
+    neck, top = ex.get("neck"), ex.get("head_top")
+    if not neck or not top or neck[2] <= 0 or top[2] <= 0:
+        return None
+    a, b = np.array(neck[:2], float), np.array(top[:2], float)
+    length = float(np.linalg.norm(b - a))
+    return ((a + b) / 2, length) if length >= 2.0 else None

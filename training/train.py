@@ -670,7 +670,9 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                 saved_at = step
                 ep = step // spe
                 if val and ep % int(t["eval_every_epochs"]) == 0:
-                    _evaluate_epoch(model, val, cfg, run.root, step, ep, kset)
+                    t_eval = time.time()
+                    _evaluate_epoch(model, val, cfg, run.root, step, ep, kset, info["elapsed_s"])
+                    t0 += time.time() - t_eval  # elapsed_s counts training, not evaluation
             if step != saved_at:
                 steplog.flush()
                 last_path = run.save(model, make_state(False), keep)
@@ -730,7 +732,8 @@ def _tensorboard(root: Path, t: Mapping):
     return write
 
 
-def _evaluate_epoch(model, val, cfg, root: Path, step: int, epoch: int, kset) -> None:
+def _evaluate_epoch(model, val, cfg, root: Path, step: int, epoch: int, kset,
+                    elapsed: float) -> None:
     from evopose_sdk.training import evaluate  # noqa: PLC0415
 
     t = cfg["train"]
@@ -739,11 +742,13 @@ def _evaluate_epoch(model, val, cfg, root: Path, step: int, epoch: int, kset) ->
                                   max_images=t["eval_max_images"])
     path = root / "eval_log.csv"
     new = not path.is_file()
+    groups = [(f"AP{name}", g) for name, g in sorted(res.groups.items())]
     with open(path, "a", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         if new:
-            w.writerow(["step", "epoch", "AP", "AP50", "AP75", "AR"])
+            w.writerow(["step", "epoch", "AP", "AP50", "AP75", "AR", *[n for n, _ in groups],
+                        "elapsed_s"])
         s = res.stats
         w.writerow([step, epoch, f"{s['AP']:.4f}", f"{s['AP50']:.4f}", f"{s['AP75']:.4f}",
-                    f"{s['AR']:.4f}"])
+                    f"{s['AR']:.4f}", *[f"{g['AP']:.4f}" for _, g in groups], f"{elapsed:.1f}"])
     log.info("epoch %d validation AP %.4f AP50 %.4f", epoch, res.stats["AP"], res.stats["AP50"])

@@ -374,7 +374,8 @@ def load_lite0(path: str | os.PathLike | None = None) -> dict[str, list[np.ndarr
 
 
 def initialize(model, source: str | os.PathLike) -> TransferReport:
-    """Initialise ``model`` in place from ``"imagenet-lite0"``, a ``.pth`` or a ``.keras``."""
+    """Initialise ``model`` in place from ``"imagenet-lite0"``, a ``.pth``, a ``.keras`` or a
+    ``.weights.npz`` (:func:`save_weights_npz`)."""
     text = str(source)
     if text.lower() in ("imagenet-lite0", "imagenet", "lite0"):
         path = find_lite0_weights()
@@ -391,4 +392,51 @@ def initialize(model, source: str | os.PathLike) -> TransferReport:
 
         parent = keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
         return transfer_into_model(weights_of(parent), model, path.name)
-    raise ValueError(f"init weights {text!r}: expected imagenet-lite0, a .pth or a .keras file")
+    if path.name.endswith(".npz"):
+        return transfer_into_model(load_weights_npz(path), model, path.name)
+    raise ValueError(f"init weights {text!r}: expected imagenet-lite0, a .pth, a .keras or a "
+                     ".weights.npz file")
+
+
+def save_weights_npz(model, path: str | os.PathLike, dtype: str = "float16",
+                     meta: Mapping | None = None) -> Path:
+    """Write every layer's weights as one small ``.npz`` (``layer|index`` -> array in
+    ``dtype``; batch-norm variances and the like stay float32 where fp16 would lose them),
+    with ``meta`` (JSON) beside them; ``init.from`` reads it back by layer name."""
+    import io  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from evopose_sdk.card import atomic_write_bytes  # noqa: PLC0415
+
+    arrays = {}
+    for name, ws in weights_of(model).items():
+        for i, w in enumerate(ws):
+            small = w.astype(dtype)
+            exact = np.isfinite(small).all() and np.allclose(
+                small.astype(np.float32), w, rtol=2e-3, atol=1e-6)
+            arrays[f"{name}|{i}"] = small if exact else w.astype(np.float32)
+    arrays["__meta__"] = np.frombuffer(json.dumps(dict(meta or {})).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def load_weights_npz(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
+    """``{layer name: [weights]}`` (float32) from :func:`save_weights_npz`."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    with np.load(path) as z:
+        for key in z.files:
+            if key == "__meta__":
+                continue
+            name, _, i = key.rpartition("|")
+            out.setdefault(name, {})[int(i)] = z[key].astype(np.float32)
+    return {n: [ws[i] for i in sorted(ws)] for n, ws in out.items()}
+
+
+def weights_npz_meta(path: str | os.PathLike) -> dict:
+    """The ``meta`` dict saved with :func:`save_weights_npz`."""
+    import json  # noqa: PLC0415
+
+    with np.load(path) as z:
+        return json.loads(bytes(z["__meta__"]).decode()) if "__meta__" in z.files else {}
