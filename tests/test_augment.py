@@ -119,3 +119,44 @@ def test_truncated_box_maps_to_a_crop_with_black_outside_the_frame(people):
         assert (crop == 0).all(axis=2).mean() > 0.02
         return
     pytest.fail("no person could be truncated")
+
+
+def test_dev_val_ap_by_visible_keypoints_scores_each_group_apart():
+    """Spoiling only the people with fewer than 10 labelled keypoints lowers that group's AP
+    and leaves the other group's exactly as it was (perfect keypoints score below 1 only
+    where COCOeval's 20 detections per image cut a crowded photo)."""
+    pytest.importorskip("pycocotools")
+    from evopose_sdk.training import evaluate
+
+    root = require_data("coco128", "cocomini_train", "tinycoco")
+    sources = [{"annotations": str(root / s / "annotations.json"),
+                "images": str(root / s / "images"), "split": "dev_val"}
+               for s in ("coco128", "cocomini_train", "tinycoco")]
+    gt, _ = evaluate.merged_ground_truth(sources)
+    people = [a for a in gt["annotations"] if a.get("num_keypoints", 0) > 0]
+    few = {a["id"] for a in people if a["num_keypoints"] < 10}
+    assert 0 < len(few) < len(people)
+
+    def results(spoil: bool) -> list[dict]:
+        out = []
+        for a in people:
+            kps = np.array(a["keypoints"], float).reshape(-1, 3)
+            kps[:, 2] = 1.0
+            if spoil and a["id"] in few:
+                kps[:, :2] += np.sqrt(a["area"]) * 0.3
+            out.append({"image_id": a["image_id"], "category_id": a["category_id"],
+                        "keypoints": kps.reshape(-1).tolist(), "score": 1.0,
+                        "bbox": a["bbox"], "gt_id": a["id"]})
+        return out
+
+    many = {a["id"] for a in people} - few
+    ap = {}
+    for spoil in (False, True):
+        r = results(spoil)
+        ap[spoil] = (evaluate.coco_keypoint_stats(gt, r, keep=few)["AP"],
+                     evaluate.coco_keypoint_stats(gt, r, keep=many)["AP"],
+                     evaluate.coco_keypoint_stats(gt, r)["AP"])
+    assert ap[False][0] > 0.6 and ap[False][1] > 0.6
+    assert ap[True][0] < 0.3 * ap[False][0]
+    assert ap[True][1] == ap[False][1]
+    assert ap[True][0] < ap[True][2] < ap[True][1]

@@ -77,13 +77,14 @@ def merged_ground_truth(sources: Sequence, max_images: int | None = None,
     return gt, paths
 
 
-def _boxes_by_image(gt: dict, detections) -> dict[int, list[tuple[np.ndarray, float]]]:
+def _boxes_by_image(gt: dict, detections) -> dict[int, list[tuple[np.ndarray, float, int]]]:
+    """Per image: (box xywh, score, ground-truth annotation id or -1 for detections)."""
     out: dict[int, list] = {im["id"]: [] for im in gt["images"]}
     if detections is None:
         for a in gt["annotations"]:
             if a.get("iscrowd", 0) or a.get("num_keypoints", 1) == 0:
                 continue
-            out[a["image_id"]].append((np.asarray(a["bbox"], np.float64), 1.0))
+            out[a["image_id"]].append((np.asarray(a["bbox"], np.float64), 1.0, int(a["id"])))
         return out
     if isinstance(detections, str | os.PathLike):
         with open(detections, encoding="utf-8") as f:
@@ -91,7 +92,7 @@ def _boxes_by_image(gt: dict, detections) -> dict[int, list[tuple[np.ndarray, fl
     for d in detections:
         if d.get("category_id", 1) != 1 or d["image_id"] not in out:
             continue
-        out[d["image_id"]].append((np.asarray(d["bbox"], np.float64), float(d["score"])))
+        out[d["image_id"]].append((np.asarray(d["bbox"], np.float64), float(d["score"]), -1))
     return out
 
 
@@ -192,10 +193,10 @@ def evaluate_model(
         if not people:
             continue
         image = datamod.read_image_rgb(paths[im["id"]])
-        xy, sc = predict_image_people(model, image, [b for b, _ in people], flip=flip,
+        xy, sc = predict_image_people(model, image, [b for b, _, _ in people], flip=flip,
                                       flip_pairs=kset.flip_pairs, decode=decode,
                                       batch_size=batch_size)
-        for p, (box, box_score) in enumerate(people):
+        for p, (box, box_score, gt_id) in enumerate(people):
             kp_s = sc[p]
             good = kp_s > KEYPOINT_SCORE_THRESHOLD
             inst = float(kp_s[good].mean()) if good.any() else float(kp_s.mean())
@@ -203,7 +204,8 @@ def evaluate_model(
             results.append({"image_id": im["id"], "category_id": cat["id"],
                             "keypoints": [round(float(v), 3) for v in kps.reshape(-1)],
                             "score": inst * box_score,
-                            "bbox": [round(float(v), 2) for v in box]})
+                            "bbox": [round(float(v), 2) for v in box],
+                            **({"gt_id": gt_id} if gt_id >= 0 else {})})
             n_people += 1
     if results_path is not None:
         atomic_write_text(results_path, json.dumps(results))
@@ -221,9 +223,11 @@ def evaluate_model(
 def coco_keypoint_stats(gt: dict, results: list[dict], sigmas: Sequence[float] | None = None,
                         keep: set[int] | None = None) -> dict[str, float]:
     """pycocotools keypoint stats (``STAT_NAMES``; -1 where undefined) of ``results`` on the
-    COCO dict ``gt``; with ``keep``, every other ground-truth person is marked ``iscrowd``,
-    which COCOeval ignores together with the predictions it matches (its ``ignore`` field is
-    overwritten by ``iscrowd`` in ``COCOeval._prepare``), so they count neither way."""
+    COCO dict ``gt``; with ``keep`` (annotation ids), only those people are scored: the
+    others are marked ``iscrowd``, which COCOeval ignores together with the predictions it
+    matches (its ``ignore`` field is overwritten by ``iscrowd`` in ``COCOeval._prepare``),
+    and predictions made from another person's ground-truth box (``gt_id``) are dropped, so
+    that a poor prediction for an unscored person is not a false positive here."""
     from pycocotools.coco import COCO  # noqa: PLC0415
     from pycocotools.cocoeval import COCOeval  # noqa: PLC0415
 
@@ -231,6 +235,7 @@ def coco_keypoint_stats(gt: dict, results: list[dict], sigmas: Sequence[float] |
     anns = gt["annotations"]
     if keep is not None:
         anns = [dict(a, iscrowd=int(a.get("iscrowd", 0) or a["id"] not in keep)) for a in anns]
+        results = [r for r in results if r.get("gt_id", -1) < 0 or r["gt_id"] in keep]
     if not results or not any(a.get("num_keypoints", 1) > 0 and not a.get("iscrowd")
                               for a in anns):
         return stats
