@@ -19,7 +19,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -139,6 +139,25 @@ class SSDMobileNetDetector:
         return _finish(boxes[keep], scores[keep], (h, w), self.max_detections)
 
 
+def _onnx_session(path: Path, threads: int | None, what: str) -> Any:
+    """A CPU onnxruntime session for a detector file (``threads`` intra-op threads, None =
+    onnxruntime's default); DetectorError naming ``what`` if it is missing or unloadable."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise DetectorError(f"{what} file not found: {path}")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types
+        raise DetectorError(f"cannot load {what} {path}: {exc}") from None
+
+
 def default_detector_path() -> Path:
     """The shipped person-only SSD-MobileNetV2 ONNX file (``models/detectors/``)."""
     from evopose_sdk.registry import models_dir
@@ -159,28 +178,16 @@ class SSDPersonOnnxDetector:
         path: the ``.onnx`` file (default: the shipped one).
         score_threshold: keep person boxes scoring at least this.
         nms_iou: IoU above which overlapping person boxes are merged.
-        threads: onnxruntime intra-op threads (None = its default, all cores).
+        threads: onnxruntime intra-op threads (None = its default, all cores); 1 by default,
+            as in a video it runs on one core beside the pose network (:mod:`~evopose_sdk.video`).
         max_detections: keep at most this many boxes (highest scores).
     """
 
     def __init__(self, path: str | os.PathLike | None = None, score_threshold: float = 0.3,
-                 nms_iou: float = 0.6, threads: int | None = None,
+                 nms_iou: float = 0.6, threads: int | None = 1,
                  max_detections: int | None = 100) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path) if path is not None else default_detector_path()
-        if not self.path.is_file():
-            raise DetectorError(f"person detector file not found: {self.path}")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime's own exception types
-            raise DetectorError(f"cannot load the person detector {self.path}: {exc}") from None
+        self.session = _onnx_session(self.path, threads, "the person detector")
         inp = self.session.get_inputs()[0]
         names = [o.name for o in self.session.get_outputs()]
         if len(inp.shape) != 4 or inp.shape[3] != 3 or not isinstance(inp.shape[1], int) \
@@ -245,20 +252,8 @@ class YOLOOnnxDetector:
     def __init__(self, path: str | os.PathLike, score_threshold: float = 0.25,
                  nms_iou: float = 0.45, person_class: int = 0, threads: int | None = None,
                  max_detections: int | None = 100) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DetectorError(f"YOLO ONNX file not found: {self.path}")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime's own exception types
-            raise DetectorError(f"cannot load YOLO ONNX {self.path}: {exc}") from None
+        self.session = _onnx_session(self.path, threads, "YOLO ONNX")
         inp = self.session.get_inputs()[0]
         if len(inp.shape) != 4 or inp.shape[1] != 3:
             raise DetectorError(f"{self.path.name} is not a YOLO detector: input shape "
@@ -428,7 +423,7 @@ def make_detector(spec: str | os.PathLike | Detector | None = "default",
     text = "none" if spec is None else os.fspath(spec)
     key = text.lower()
     if key in ("default", "ssd", "ssd-mobilenet", "ssd_mobilenet_v2"):
-        return SSDPersonOnnxDetector(threads=threads, **kw)
+        return SSDPersonOnnxDetector(**({"threads": threads} if threads else {}), **kw)
     if key in ("ssd-cv2", "ssd_cv2"):
         return SSDMobileNetDetector(**kw)
     if key in ("none", "whole-image", "whole_image", "full"):

@@ -81,7 +81,9 @@ class PoseEstimatorOptions:
         detector_score_threshold, detector_nms_iou: override the detector's defaults.
         keypoint_score_floor: keypoint scores at or below this are left out of the
             instance score mean (a person with none above it gets the plain mean).
-        precision: pick a shipped model's precision by name (``"fp32"``, ``"fp16"``, ``"int8"``).
+        precision: pick a shipped model's precision by name (``"fp32"``, ``"fp16"``, ``"int8"``);
+            None (default) with no ``backend``: :func:`default_precision` (int8 when its card
+            shows it within 1 AP of fp32, as for ``evopose2d-s``), else the most precise.
         verify_sha256: check the card's sha256 against the model file on load.
         max_image_pixels: refuse larger images (InputError).
         max_batch: crops per model call (None = all crops of an image in one call).
@@ -120,6 +122,39 @@ class PoseEstimatorOptions:
             raise ValueError(f"max_batch must be >= 1 or None; received {self.max_batch}")
 
 
+#: A shipped model's int8 file is the default when its card's dev_val AP (ground-truth boxes,
+#: flip on) is at most this far below the fp32 file's (issue 13: "whichever costs <= 1 AP").
+INT8_MAX_AP_DROP = 0.01
+
+
+def _card_ap(card: ModelCard) -> float | None:
+    rows = (card.metrics or {}).get("dev_val", {}).get("rows", [])
+    ap = [r["AP"] for r in rows if r.get("boxes") == "gt" and r.get("flip") and "AP" in r]
+    return float(ap[0]) if ap else None
+
+
+def default_precision(model: str | os.PathLike) -> str | None:
+    """The precision a shipped model name runs at when none is asked for: ``"int8"`` when its
+    int8 card measures at most :data:`INT8_MAX_AP_DROP` AP below fp32 and LiteRT is installed
+    (the int8 file is TFLite), else None (the registry's pick: the most precise file)."""
+    import importlib.util
+
+    from evopose_sdk.registry import available_models
+
+    name = os.fspath(model).lower()
+    cards = {m.card.precision: m.card for m in available_models() if m.card.name.lower() == name}
+    if "int8" not in cards or "fp32" not in cards:
+        return None
+    ap8, ap32 = _card_ap(cards["int8"]), _card_ap(cards["fp32"])
+    if ap8 is None or ap32 is None or ap32 - ap8 > INT8_MAX_AP_DROP:
+        return None
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        logger.info("%s int8 (%.3f AP vs %.3f fp32) needs ai-edge-litert (pip install "
+                    "'evopose-sdk[tflite]'); running fp32", model, ap8, ap32)
+        return None
+    return "int8"
+
+
 class PoseEstimator:
     """Image -> people with boxes, scores and K keypoints ``(x, y, score)`` in image pixels.
 
@@ -151,7 +186,10 @@ class PoseEstimator:
             options = PoseEstimatorOptions(**kwargs)
         self.options = options
         backend = options.backend
-        resolved = resolve_model(options.model, backend=backend, precision=options.precision,
+        precision = options.precision
+        if precision is None and backend is None:
+            precision = default_precision(options.model)
+        resolved = resolve_model(options.model, backend=backend, precision=precision,
                                  verify=options.verify_sha256)
         self.model_path: Path = resolved.path
         self.card: ModelCard = resolved.card
@@ -218,9 +256,7 @@ class PoseEstimator:
         img = load_image(image, color=color, max_pixels=self.options.max_image_pixels)
         t0 = time.perf_counter()
         if boxes is None:
-            det_boxes, det_scores = self.detector.detect(img)
-            det_boxes = np.asarray(det_boxes, np.float32).reshape(-1, 4)
-            det_scores = np.asarray(det_scores, np.float32).reshape(-1)
+            det_boxes, det_scores = self.detect(img)
         else:
             det_boxes = validate_boxes(boxes, img.shape[:2])
             det_scores = np.ones((len(det_boxes),), np.float32)
@@ -228,6 +264,21 @@ class PoseEstimator:
         return self._pose(img, det_boxes, det_scores, speed)
 
     __call__ = estimate
+
+    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The detector step of :meth:`estimate`: (H, W, 3) uint8 BGR -> person
+        boxes_xyxy (n, 4) float32 image pixels, scores (n,) float32."""
+        det_boxes, det_scores = self.detector.detect(image_bgr)
+        return (np.asarray(det_boxes, np.float32).reshape(-1, 4),
+                np.asarray(det_scores, np.float32).reshape(-1))
+
+    def estimate_detections(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray,
+                            box_scores: np.ndarray, detect_ms: float = 0.0) -> PoseResult:
+        """The rest of :meth:`estimate` for boxes :meth:`detect` returned (maybe on another
+        thread): top ``max_people`` by score, pose, OKS-NMS. ``estimate(img)`` equals
+        ``estimate_detections(img, *detect(img))`` but for ``speed_ms``."""
+        img = load_image(image_bgr, max_pixels=self.options.max_image_pixels)
+        return self._pose(img, boxes_xyxy, box_scores, {"detect": float(detect_ms)})
 
     def estimate_boxes(self, image: np.ndarray | str | os.PathLike, boxes_xyxy: np.ndarray | list,
                        box_scores: np.ndarray | list | None = None, color: str = "bgr",

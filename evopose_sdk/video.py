@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -259,6 +260,7 @@ def stream_with_info(
     max_frames: int | None = None,
     keypoint_box_threshold: float = 0.2,
     fps: float | None = None,
+    pipeline: bool = True,
 ) -> Iterator[tuple[FrameInfo, np.ndarray, PoseResult]]:
     """Like :func:`stream`, yielding ``(FrameInfo, frame_bgr, PoseResult)``."""
     if not isinstance(detect_every, (int, np.integer)) or detect_every < 1:
@@ -271,18 +273,31 @@ def stream_with_info(
         logger.warning("smoothing needs tracking (it filters each track); smoothing is off")
         smoother = None
     src = open_source(source, fps=fps)
+    staged = hasattr(estimator, "detect") and hasattr(estimator, "estimate_detections")
+    detector_lock = threading.Lock()  # one detector call at a time (cv2.dnn is not re-entrant)
+    frames = _decoded(src, estimator if staged else None, detect_every, max_frames, detector_lock)
+    if pipeline and staged:
+        frames = _Background(frames, depth=2)
     previous: PoseResult | None = None
     try:
-        for info, frame in src:
-            if max_frames is not None and info.index >= max_frames:
-                break
-            if (info.index % detect_every == 0 or previous is None or len(previous) == 0
-                    or tuple(previous.image_hw) != frame.shape[:2]):
+        for info, frame, detections, decode_ms in frames:
+            if detections is not None:
+                result = estimator.estimate_detections(frame, *detections)
+            elif not staged and (info.index % detect_every == 0 or previous is None
+                                 or len(previous) == 0
+                                 or tuple(previous.image_hw) != frame.shape[:2]):
                 result = estimator.estimate(frame)
+            elif (previous is None or len(previous) == 0
+                    or tuple(previous.image_hw) != frame.shape[:2]):  # off-schedule detection
+                t0 = time.perf_counter()
+                with detector_lock:
+                    boxes, scores = estimator.detect(frame)
+                result = estimator.estimate_detections(frame, boxes, scores,
+                                                       (time.perf_counter() - t0) * 1e3)
             else:
                 boxes = keypoint_boxes(previous, keypoint_box_threshold)
                 result = estimator.estimate_boxes(frame, boxes, box_scores=previous.box_scores)
-            speed = dict(result.speed_ms)
+            speed = {"decode": decode_ms, **result.speed_ms}
             if tracker is not None:
                 t0 = time.perf_counter()
                 result.track_ids = tracker.update(result.boxes_xyxy, result.box_scores)
@@ -295,7 +310,103 @@ def stream_with_info(
             previous = result
             yield info, frame, result
     finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()  # stops and joins the background thread before the source is closed
         src.close()
+
+
+Detections = tuple[np.ndarray, np.ndarray, float]  # boxes_xyxy (n, 4), scores (n,), detect ms
+
+
+def _decoded(src: FrameSource, estimator: Any, detect_every: int, max_frames: int | None,
+             detector_lock: threading.Lock) -> Iterator[tuple[FrameInfo, np.ndarray,
+                                                              Detections | None, float]]:
+    """``(info, frame, detections, decode_ms)`` for each frame; ``detections`` on the
+    detector's schedule (frames 0, k, 2k, ...) when ``estimator`` is given, else None."""
+    frames = iter(src)
+    while True:
+        t0 = time.perf_counter()
+        item = next(frames, None)
+        if item is None:
+            return
+        info, frame = item
+        if max_frames is not None and info.index >= max_frames:
+            return
+        t1 = time.perf_counter()
+        detections = None
+        if estimator is not None and info.index % detect_every == 0:
+            with detector_lock:
+                boxes, scores = estimator.detect(frame)
+            detections = (boxes, scores, (time.perf_counter() - t1) * 1e3)
+        yield info, frame, detections, (t1 - t0) * 1e3
+
+
+class _Background:
+    """Run an iterator in a worker thread, up to ``depth`` items ahead; items, and an
+    exception it raises, come out in order. ``close()`` stops and joins the worker.
+
+    Video decoding and the person detector (OpenCV and onnxruntime release the GIL) then run
+    for frame t+1 while the pose network runs for frame t: two stages on two cores.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], depth: int = 2) -> None:
+        import queue
+
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._items = items
+        self._thread = threading.Thread(target=self._work, name="evopose-decode-detect",
+                                        daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            self._put(exc)
+
+    def __iter__(self) -> _Background:
+        return self
+
+    def __next__(self) -> Any:
+        if self._stop.is_set():
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return item
+
+    def close(self) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # free a slot so a blocked put() sees the stop flag
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
 
 
 def stream(
@@ -308,6 +419,7 @@ def stream(
     max_frames: int | None = None,
     keypoint_box_threshold: float = 0.2,
     fps: float | None = None,
+    pipeline: bool = True,
 ) -> Iterator[tuple[np.ndarray, PoseResult]]:
     """Run ``estimator`` over a video, image folder or webcam; yield ``(frame_bgr, PoseResult)``.
 
@@ -325,10 +437,14 @@ def stream(
         max_frames: stop after this many frames.
         keypoint_box_threshold: keypoint score needed to count in a keypoint-derived box.
         fps: frame rate for image folders, or to override the container's.
+        pipeline: decode and detect frame t+1 in a worker thread while the pose network
+            runs on frame t (same results, in order, no frame dropped); False runs every
+            stage on the calling thread.
 
     Yields:
-        ``(frame_bgr (H, W, 3) uint8, PoseResult)``; ``speed_ms`` gains ``"track"`` and
-        ``"smooth"`` stages.
+        ``(frame_bgr (H, W, 3) uint8, PoseResult)``; ``speed_ms`` gains ``"decode"``,
+        ``"track"`` and ``"smooth"`` stages (``"decode"`` and ``"detect"`` overlap the pose
+        stages when ``pipeline`` is on).
 
     Raises:
         VideoError: the source is missing or unreadable (raised at the first ``next()``).
@@ -336,5 +452,5 @@ def stream(
     for _, frame, result in stream_with_info(
             estimator, source, detect_every=detect_every, smoothing=smoothing,
             tracking=tracking, max_frames=max_frames,
-            keypoint_box_threshold=keypoint_box_threshold, fps=fps):
+            keypoint_box_threshold=keypoint_box_threshold, fps=fps, pipeline=pipeline):
         yield frame, result
