@@ -296,7 +296,8 @@ def check_cli_subprocess(case: dict, out_root: Path) -> dict:
     out = out_root / f"sub{case['id']:04d}"
     before = {p.name for p in src.parent.iterdir()}
     proc = subprocess.run([sys.executable, "-m", "evopose_sdk.cli", str(src), "--output", str(out),
-                           *CLI_ARGS], capture_output=True, text=True, timeout=300, cwd=REPO)
+                           *CLI_ARGS], capture_output=True, text=True, errors="replace",
+                          timeout=300, cwd=REPO)
     problems = []
     if proc.returncode not in (0, 1):
         problems.append(f"exit {proc.returncode}")
@@ -348,7 +349,7 @@ def run_cases(cases: list[dict], work: Path) -> list[dict]:
         proc = subprocess.run([sys.executable, __file__, "--worker", str(cases_file),
                                "--results-file", str(results_file), "--start", str(start),
                                "--work", str(out_root)], capture_output=True, text=True,
-                              cwd=REPO)
+                              errors="replace", cwd=REPO)
         started = None
         for line in results_file.read_text().splitlines():
             row = json.loads(line)

@@ -48,8 +48,9 @@ outputs:
               "speed_ms": {stage: ms}}
 
 models: a shipped file by name (evopose2d-s_int8) or a model name + --precision
-  (evopose2d-s --precision int8); without --precision the most precise file is used:
-  the fp32 ONNX, or with --backend tflite the fp16 file (a warning names it).
+  (evopose2d-s --precision int8); without --precision, PoseEstimator's default for the
+  model; with --backend tflite and no --precision, the most precise TFLite file (fp16:
+  no fp32 TFLite is shipped), named in a warning.
 
 examples:
   evopose-infer walk.mp4
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a path to an .onnx/.tflite file with its card (default: %(default)s)")
     g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="which file of a shipped model: fp32 (ONNX), fp16 or int8 (TFLite) "
-                        "(default: fp32, or fp16 with --backend tflite)")
+                        "(default: PoseEstimator's for the model; see 'models' below)")
     g.add_argument("--backend", choices=("onnxruntime", "tflite"), default=None,
                    help="inference runtime (default: from the model file found)")
     g.add_argument("--threads", type=_int_at_least(1), default=None,
