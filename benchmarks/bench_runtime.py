@@ -6,16 +6,24 @@ Prints tables and writes JSON to ``benchmarks/results/runtime_<host>_<date>.json
    network's achieved GMAC/s can be read as a fraction of what this machine does;
 2. pose network per crop (ms per person): EvoPose2D S and XS, batch 1 / 8, 1 / 2 threads,
    flip test on (2 crops per person) / off, ONNX Runtime vs TFLite fp32 / int8;
-3. end-to-end frames/s on ``.samples/vtest.avi`` (768x576, ~6 pedestrians per frame):
-   decode + SSD detector + pose + tracking + smoothing, in an accurate and fast modes;
-4. references on the same frames: SSD + MoveNet Thunder (TFLite, one crop per person;
-   models built by ``bash ../shared/peers/get_peers.sh`` into /tmp/peers) and YOLO11n-pose
-   exported to ONNX from its yaml (model-only rate, random weights: speed only).
+3. person detector ms per frame: the original SSD graph in cv2.dnn vs its person-only ONNX;
+4. the table of modes (:data:`MODES`: ``default`` = ``evopose-infer`` with no flags,
+   ``accurate``, ``balanced``, ``fast``): frames/s end to end on ``.samples/vtest.avi``
+   (768x576, ~6 pedestrians per frame; decode + detector + pose + tracking + smoothing, each
+   mode in a fresh process), ms per stage, the process's peak RSS, and dev_val AP with
+   detector boxes (:mod:`eval_dev_val`; cached by model/detector file hash in
+   ``results/mode_ap_cache.json``, so a new default model is evaluated again);
+5. references on the same frames: SSD (cv2.dnn) + MoveNet Thunder (TFLite, one crop per
+   person; models built by ``bash ../shared/peers/get_peers.sh`` into /tmp/peers), whose fps
+   every mode is divided by (``fps_vs_reference``), and YOLO11n-pose exported to ONNX from
+   its yaml (model-only rate, random weights: speed only);
+6. memory: ``evopose-infer VIDEO`` with no flags as a whole process at 20 and ``--frames``
+   frames (peak RSS), and the size of its model files.
 
-Models come from the shipped registry when present, else random-weight exports made with
+The latency table uses the shipped models when present, else random-weight exports made with
 ``evopose_sdk.export`` into ``--cache`` (speed does not depend on the weights).
 
-    python benchmarks/bench_runtime.py --frames 100
+    python benchmarks/bench_runtime.py --frames 150 --skip pose,yolo   # the README's table
 """
 
 from __future__ import annotations
@@ -177,46 +185,196 @@ def bench_pose(sizes: list[str], cache: Path, matmul: dict[int, float], quick: b
     return rows
 
 
-def bench_e2e(configs: list[dict], video: Path, frames: int, cache: Path) -> list[dict]:
-    from evopose_sdk import PoseEstimator
-    from evopose_sdk.video import stream
+#: The modes of the speed / accuracy table: PoseEstimator options ("est") and stream options
+#: ("stream"). "default" is exactly what ``evopose-infer SOURCE`` runs with no flags
+#: (PoseEstimator() and stream() defaults); README quotes how to ask for each of the others.
+MODES: dict[str, dict] = {
+    "default": dict(est={}, stream={},
+                    cli=""),
+    "accurate": dict(est=dict(precision="fp32", flip_test=True), stream=dict(detect_every=1),
+                     cli="--precision fp32"),
+    "balanced": dict(est=dict(flip_test=False), stream=dict(detect_every=3),
+                     cli="--no-flip --detect-every 3"),
+    "fast": dict(est=dict(model="evopose2d-s-128", precision="int8", flip_test=False),
+                 stream=dict(detect_every=5),
+                 cli="--model evopose2d-s-128 --precision int8 --no-flip --detect-every 5"),
+}
 
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB): Linux ``VmHWM``. (``ru_maxrss``
+    would not do: a child started by fork + exec inherits its parent's high-water mark.)"""
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) / 1024.0
+
+
+def run_mode(name: str, video: str | Path, frames: int) -> dict:
+    """One mode end to end on ``video`` in this process: fps, ms per stage, peak RSS.
+
+    fps = frames / wall time of the stream (decode + detect + pose + track + smooth, with
+    the pipeline's overlap); stage ms are per-frame means of ``PoseResult.speed_ms``.
+    """
+    from evopose_sdk import PoseEstimator
+
+    mode = MODES[name]
+    with PoseEstimator(**mode["est"]) as est:
+        stages: dict[str, float] = {}
+        people = n = 0
+        t0 = time.perf_counter()
+        for _, r in est.stream(video, max_frames=frames, **mode["stream"]):
+            n += 1
+            people += len(r)
+            for k, v in r.speed_ms.items():
+                stages[k] = stages.get(k, 0.0) + v
+        elapsed = time.perf_counter() - t0
+        desc = dict(model=est.card.name, file=est.model_path.name, precision=est.card.precision,
+                    flip=est.options.flip_test, detector=type(est.detector).__name__)
+    return dict(mode=name, cli=f"evopose-infer VIDEO {mode['cli']}".strip(), **desc,
+                detect_every=mode["stream"].get("detect_every", 1), frames=n,
+                people_per_frame=people / max(n, 1), fps=n / elapsed,
+                peak_rss_mib=peak_rss_mib(),
+                **{f"{k}_ms": v / max(n, 1) for k, v in stages.items()})
+
+
+def in_subprocess(fn: str, *args: object) -> dict:
+    """``fn(*args)`` of this module in a fresh Python process (own peak memory); its dict."""
+    import subprocess
+
+    text_args = json.dumps([str(a) if isinstance(a, Path) else a for a in args])
+    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import bench_runtime as b; "
+            f"print('@@' + json.dumps(b.{fn}(*json.loads({text_args!r}))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO)
+    lines = [x for x in out.stdout.splitlines() if x.startswith("@@")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"{fn}{args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1][2:])
+
+
+def cli_peak_rss(video: str | Path, frames: int, out_dir: str | Path) -> dict:
+    """``evopose-infer VIDEO --max-frames N -q -o out_dir`` (no other flags) in this process:
+    wall time and peak RSS (MiB). Writes the annotated video and JSON lines, as a user gets."""
+    from evopose_sdk.cli import main as cli_main
+
+    t0 = time.perf_counter()
+    rc = cli_main([str(video), "--max-frames", str(frames), "-q", "-o", str(out_dir)])
+    return dict(frames=frames, rc=rc, wall_s=time.perf_counter() - t0,
+                peak_rss_mib=peak_rss_mib())
+
+
+def mode_ap(names: list[str], data: Path, cache_file: Path) -> dict[str, dict]:
+    """dev_val AP with detector boxes for each mode's model file and flip setting.
+
+    Cached in ``cache_file`` by the sha256 of the model and detector files, flip and detector
+    threshold, so the timed run does not repeat it; a new model file is evaluated again.
+    """
+    sys.path.insert(0, str(Path(__file__).parent))
+    from eval_dev_val import load_dev_val, run_ours
+
+    from evopose_sdk import PoseEstimator
+    from evopose_sdk.card import atomic_write_text, sha256_file
+
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    gt = None
+    out = {}
+    for name in names:
+        with PoseEstimator(**MODES[name]["est"]) as est:
+            path, flip = est.model_path, est.options.flip_test
+            det = getattr(est.detector, "path", None)
+            thr = getattr(est.detector, "score_threshold", None)
+        key = "|".join([sha256_file(path)[:16], f"flip={flip}",
+                        sha256_file(det)[:16] if det else "no-file", f"thr={thr}"])
+        if key not in cache:
+            if gt is None:
+                gt = load_dev_val(data)
+            log.info("dev_val AP of %s (flip=%s) with detector boxes", path.name, flip)
+            row = run_ours(path, gt, "detector", flip, "dark", quiet=True)
+            cache[key] = {k: row[k] for k in ("file", "flip", "AP", "AP50", "AP75", "AR")}
+            atomic_write_text(cache_file, json.dumps(cache, indent=2))
+        out[name] = cache[key]
+    return out
+
+
+def markdown_modes(results: dict) -> str:
+    """The README's table of modes from a run's JSON (``end_to_end`` rows)."""
+    lines = ["| mode (`evopose-infer` flags) | model file | flip | detect every | dev_val AP, "
+             "detector boxes | fps | x reference | ms/frame: decode / detect / crops / pose / "
+             "decode+NMS / track+smooth | peak RSS MiB |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for r in results.get("end_to_end", []):
+        if "fps" not in r:
+            continue
+        ms = " / ".join(f"{r.get(k, 0.0):.1f}" for k in ("decode_ms", "detect_ms", "preprocess_ms",
+                                                        "pose_ms", "postprocess_ms"))
+        ms += f" / {r.get('track_ms', 0.0) + r.get('smooth_ms', 0.0):.1f}" if "track_ms" in r \
+            else ""
+        name = f"**{r['mode']}** (`{r['cli'].replace('evopose-infer VIDEO', '').strip() or 'no flags'}`)" \
+            if "mode" in r else r["pipeline"]
+        ap = f"{r['AP_detector_boxes']:.3f}" if "AP_detector_boxes" in r else "-"
+        lines.append(f"| {name} | {r.get('file', r.get('model', ''))} | "
+                     f"{'on' if r.get('flip') else 'off'} | {r.get('detect_every', 1)} | {ap} | "
+                     f"{r['fps']:.1f} | {r.get('fps_vs_reference', 1.0):.2f} | {ms} | "
+                     f"{r.get('peak_rss_mib', 0.0):.0f} |")
+    return "\n".join(lines)
+
+
+def issue13_goals(results: dict) -> dict:
+    """The issue-13 targets read off this run's rows (None where a section was skipped)."""
+    rows = {r.get("mode") or r.get("pipeline"): r for r in results.get("end_to_end", [])}
+    ref = rows.get("SSD + MoveNet Thunder (reference)")
+    out: dict = {}
+    if "default" in rows and ref:
+        d = rows["default"]
+        out["default_fps_vs_reference"] = d["fps"] / ref["fps"]
+        out["default_ap_detector_boxes"] = d.get("AP_detector_boxes")
+        out["default_ok"] = out["default_fps_vs_reference"] >= 1.0
+    if "fast" in rows:
+        f = rows["fast"]
+        out.update(fast_fps=f["fps"], fast_ap_detector_boxes=f.get("AP_detector_boxes"),
+                   fast_ok=f["fps"] >= 40.0)
+    mem = results.get("cli_memory")
+    if mem and ref:
+        files_mib = sum(results.get("cli_model_files", {}).values()) / 2**20
+        peak = max(m["peak_rss_mib"] for m in mem)
+        out.update(cli_peak_rss_mib=peak, reference_peak_rss_mib=ref["peak_rss_mib"],
+                   model_files_mib=files_mib,
+                   memory_limit_mib=ref["peak_rss_mib"] + files_mib,
+                   memory_ok=peak <= ref["peak_rss_mib"] + files_mib,
+                   cli_peak_growth_mib=mem[-1]["peak_rss_mib"] - mem[0]["peak_rss_mib"])
+    return out
+
+
+def bench_detectors(video: Path, frames: int) -> list[dict]:
+    """ms per frame of the person detectors on the same ``video`` frames: the original SSD
+    graph in cv2.dnn (91 classes) and its person-only ONNX conversion at 1 and 2 threads."""
+    from evopose_sdk.detectors import SSDMobileNetDetector, SSDPersonOnnxDetector
+
+    cap = cv2.VideoCapture(str(video))
+    clip = [f for ok, f in (cap.read() for _ in range(min(frames, 30))) if ok]
+    cap.release()
+    dets = {"SSD-MobileNetV2 cv2.dnn (original graph)": lambda: SSDMobileNetDetector(),
+            "SSD-MobileNetV2 person ONNX, 1 thread": lambda: SSDPersonOnnxDetector(threads=1),
+            "SSD-MobileNetV2 person ONNX, 2 threads": lambda: SSDPersonOnnxDetector(threads=2)}
     rows = []
-    for cfg in configs:
-        models = pose_models(cfg["model"], cache)
-        path = models[cfg["format"]]
-        backend = "onnxruntime" if cfg["format"] == "onnx" else "tflite"
-        with PoseEstimator(model=str(path), backend=backend, flip_test=cfg["flip"],
-                           threads=cfg.get("threads", 2)) as est:
-            est.estimate(np.zeros((576, 768, 3), np.uint8))  # warm up sessions
-            stages: dict[str, float] = {}
-            people = 0
-            n = 0
-            t0 = time.perf_counter()
-            for _, r in stream(est, video, detect_every=cfg["detect_every"], max_frames=frames):
-                n += 1
-                people += len(r)
-                for k, v in r.speed_ms.items():
-                    stages[k] = stages.get(k, 0.0) + v
-            elapsed = time.perf_counter() - t0
-        row = dict(pipeline=cfg["name"], model=cfg["model"], format=cfg["format"],
-                   flip=cfg["flip"], detect_every=cfg["detect_every"], frames=n,
-                   people_per_frame=people / max(n, 1), fps=n / elapsed,
-                   **{f"{k}_ms": v / max(n, 1) for k, v in stages.items()})
-        rows.append(row)
-        log.info("e2e %s", row)
+    for name, make in dets.items():
+        det = make()
+        t = timeit(lambda d=det: [d.detect(f) for f in clip], min_reps=2, min_time=1.0)
+        rows.append(dict(detector=name, ms_per_frame=t * 1e3 / len(clip),
+                         boxes_per_frame=float(np.mean([len(det.detect(f)[0]) for f in clip]))))
+        log.info("detector %s", rows[-1])
     return rows
 
 
-def bench_ssd_thunder(video: Path, frames: int, peers: Path) -> dict | None:
+def bench_ssd_thunder(video: str | Path, frames: int, peers: str | Path) -> dict | None:
     """SSD-MobileNetV2 (cv2.dnn) + MoveNet Thunder TFLite on each person box."""
-    thunder = peers / "models" / "movenet_thunder.tflite"
+    thunder = Path(peers) / "models" / "movenet_thunder.tflite"
     if not thunder.is_file():
         log.warning("MoveNet Thunder not found in %s: run bash ../shared/peers/get_peers.sh", peers)
         return None
     from ai_edge_litert.interpreter import Interpreter
 
-    from evopose_sdk.detectors import SSDMobileNetDetector
+    from evopose_sdk.detectors import SSDMobileNetDetector, ssd_model_files
 
     det = SSDMobileNetDetector()
     it = Interpreter(model_path=str(thunder), num_threads=2)
@@ -253,7 +411,10 @@ def bench_ssd_thunder(video: Path, frames: int, peers: Path) -> dict | None:
     return dict(pipeline="SSD + MoveNet Thunder (reference)", model="movenet-thunder",
                 format="tflite-fp32", flip=False, detect_every=1, frames=n,
                 people_per_frame=people / max(n, 1), fps=n / elapsed,
-                detect_ms=t_det * 1e3 / max(n, 1), pose_ms=t_pose * 1e3 / max(n, 1))
+                detect_ms=t_det * 1e3 / max(n, 1), pose_ms=t_pose * 1e3 / max(n, 1),
+                peak_rss_mib=peak_rss_mib(),
+                model_bytes=(thunder.stat().st_size
+                             + sum(f.stat().st_size for f in ssd_model_files())))
 
 
 def bench_yolo_pose(video: Path, cache: Path, quick: bool) -> dict:
@@ -301,7 +462,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder for exported random-weight models")
     p.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--skip", default="", help="comma list of sections to skip: pose,e2e,peers,yolo")
+    p.add_argument("--skip", default="",
+                   help="comma list of sections to skip: pose,detectors,e2e,ap,peers,yolo,memory")
+    p.add_argument("--modes", default=",".join(MODES),
+                   help=f"end-to-end modes to run (default: all of {', '.join(MODES)})")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
+                   help="shared data folder, for the dev_val AP of each mode")
+    p.add_argument("--ap-cache", type=Path,
+                   default=REPO / "benchmarks" / "results" / "mode_ap_cache.json",
+                   help="dev_val AP per model file + flip (reused while the files are unchanged)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for name in ("evopose_sdk", "absl", "tensorflow"):
@@ -339,34 +508,65 @@ def main(argv: list[str] | None = None) -> int:
     e2e: list[dict] = []
     if not args.video.is_file():
         log.warning("%s missing: run python tools/fetch_samples.py --all", args.video)
-        skip |= {"e2e", "peers"}
+        skip |= {"e2e", "peers", "memory", "detectors"}
+    if "detectors" not in skip:
+        rows = bench_detectors(args.video, args.frames)
+        results["detectors"] = rows
+        text.append(table(rows, ["detector", "ms_per_frame", "boxes_per_frame"],
+                          f"person detector on {args.video.name} frames (ms per frame)"))
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if "e2e" not in skip and "ap" not in skip:
+        aps = mode_ap(modes, args.data, args.ap_cache)
+        results["mode_ap"] = aps
     if "e2e" not in skip:
-        configs = [
-            dict(name="accurate: S fp32 ONNX, flip, detect every frame", model="S",
-                 format="onnx", flip=True, detect_every=1),
-            dict(name="S fp32 ONNX, no flip, detect every frame", model="S", format="onnx",
-                 flip=False, detect_every=1),
-            dict(name="fast: S int8 TFLite, no flip, detect every 3", model="S",
-                 format="tflite-int8", flip=False, detect_every=3),
-            dict(name="fast: XS fp32 ONNX, no flip, detect every 3", model="XS", format="onnx",
-                 flip=False, detect_every=3),
-            dict(name="fast: XS int8 TFLite, no flip, detect every 3", model="XS",
-                 format="tflite-int8", flip=False, detect_every=3),
-        ]
-        configs = [c for c in configs if c["model"] in sizes]
-        e2e += bench_e2e(configs, args.video, args.frames, args.cache)
+        # each mode (and the reference) in a fresh process: its own peak memory, no warm
+        # caches from the one before
+        for name in modes:
+            row = in_subprocess("run_mode", name, args.video, args.frames)
+            if "e2e" not in skip and "ap" not in skip:
+                row.update({f"{k}_detector_boxes": v for k, v in aps[name].items()
+                            if k in ("AP", "AP50", "AP75", "AR")})
+            e2e.append(row)
+            log.info("e2e %s", row)
     if "peers" not in skip:
-        row = bench_ssd_thunder(args.video, args.frames, args.peers)
+        row = in_subprocess("bench_ssd_thunder", args.video, args.frames, args.peers)
         if row:
             e2e.append(row)
+            ref_fps = row["fps"]
+            for r in e2e:
+                r["fps_vs_reference"] = r["fps"] / ref_fps
     if "yolo" not in skip:
         row = bench_yolo_pose(args.video, args.cache, args.quick)
         e2e.append(row)
     if e2e:
         results["end_to_end"] = e2e
-        text.append(table(e2e, ["pipeline", "frames", "people_per_frame", "fps", "detect_ms",
-                                "pose_ms", "track_ms", "smooth_ms", "note"],
-                          f"end to end on {args.video.name} (frames/s, ms per frame)"))
+        text.append(table(e2e, ["mode", "pipeline", "file", "flip", "detect_every", "frames",
+                                "people_per_frame", "fps", "fps_vs_reference",
+                                "AP_detector_boxes", "decode_ms", "detect_ms", "preprocess_ms",
+                                "pose_ms", "postprocess_ms", "track_ms", "smooth_ms",
+                                "peak_rss_mib", "note"],
+                          f"end to end on {args.video.name} (frames/s, ms per frame; decode "
+                          "and detect overlap pose in the pipelined modes)"))
+    if "memory" not in skip:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            mem = [in_subprocess("cli_peak_rss", args.video, n, tmp)
+                   for n in sorted({20, args.frames})]
+        results["cli_memory"] = mem
+        from evopose_sdk import PoseEstimator
+
+        with PoseEstimator() as est:
+            files = [est.model_path] + ([est.detector.path] if hasattr(est.detector, "path")
+                                        else [])
+        results["cli_model_files"] = {f.name: f.stat().st_size for f in files}
+        text.append(table(mem, ["frames", "rc", "wall_s", "peak_rss_mib"],
+                          "evopose-infer VIDEO (no flags) as a whole process: peak RSS by "
+                          f"video length; model files {sum(f.stat().st_size for f in files) / 2**20:.1f} MiB"))
+    results["goals"] = goals = issue13_goals(results)
+    text.append("\n## issue 13 goals\n" + json.dumps(goals, indent=1))
+    if e2e:
+        text.append("\n## modes, as in the README\n" + markdown_modes(results))
     report = "\n".join(text)
     print(report)
     args.out_dir.mkdir(parents=True, exist_ok=True)
