@@ -7,8 +7,10 @@ The ledger ``benchmarks/results/learning_curve.json`` holds one point per evalua
 model line that ships as the default: cumulative training hours on the project's 2-core CPU
 machine (wall-clock hours of ``evopose-train``, evaluation excluded), dev_val AP with
 ground-truth boxes and flip test, and AP on people with fewer / at least 10 labelled
-keypoints. ``--add-run`` appends the rows of a run's ``eval_log.csv`` (its ``elapsed_s``
-added to the ledger's last hours; points already there are skipped), so each session's
+keypoints. ``--add-run`` appends the rows of a run's ``eval_log.csv`` (its ``cpu_s`` / 2, i.e.
+hours of the whole 2-core machine, or its wall ``elapsed_s`` where no CPU time was logged,
+added to the ledger's hours when the run was first added; points already there are skipped),
+so each session's
 training extends the same curve. The summary prints the slope of the last ``--window`` hours
 and two extrapolations to AP 0.40 (a straight line through the window, and AP linear in
 log-hours through all points since the first 256x192 stage), and writes the PNG beside the
@@ -54,8 +56,11 @@ def add_run(ledger: dict, run_dir: Path, stage: str) -> int:
             step = int(row["step"])
             if (key, step) in seen:
                 continue
+            # machine-hours of the 2-core box: CPU seconds / 2 where logged (honest on a shared
+            # machine), else wall seconds
+            secs = (float(row["cpu_s"]) / 2.0 if row.get("cpu_s") else float(row["elapsed_s"]))
             points.append({
-                "cpu_hours": round(base + float(row["elapsed_s"]) / 3600.0, 4),
+                "cpu_hours": round(base + secs / 3600.0, 4),
                 "AP": float(row["AP"]), "AP_lt10": float(row.get("AP<10", "nan")),
                 "AP_ge10": float(row.get("AP>=10", "nan")), "stage": runs[key]["stage"],
                 "input": "256x192", "run": key, "step": step})

@@ -45,7 +45,11 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 LOG_FILE = "train_log.csv"
-LOG_FIELDS = ("step", "epoch", "loss", "heatmap_loss", "lr", "images_per_s", "elapsed_s")
+#: ``elapsed_s``: wall seconds of training (evaluation excluded) since the run began, across
+#: resumes; ``cpu_s``: CPU seconds of the training process (all its threads; data workers and
+#: evaluation excluded), the measure that stays honest on a shared machine.
+LOG_FIELDS = ("step", "epoch", "loss", "heatmap_loss", "lr", "images_per_s", "elapsed_s",
+              "cpu_s")
 
 
 # ----------------------------------------------------------------------------- loss / LR
@@ -360,7 +364,7 @@ class StepLog:
             with open(path, newline="", encoding="utf-8") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
         tmp_text = ",".join(LOG_FIELDS) + "\n" + "".join(
-            ",".join(str(r[k]) for k in LOG_FIELDS) + "\n" for r in rows)
+            ",".join(str(r.get(k) or "") for k in LOG_FIELDS) + "\n" for r in rows)
         atomic_write_text(path, tmp_text)
         self._f = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._w = csv.writer(self._f)
@@ -604,8 +608,11 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
     max_steps = int(t["max_steps"]) if t["max_steps"] else None
     bar = _progress(cfg, min(total_steps, max_steps or total_steps), step)
     t0 = time.time()
+    c0 = time.process_time()
     elapsed0 = float(state.get("elapsed_s", 0.0)) if state else 0.0
+    cpu_prev = float(state.get("cpu_s", 0.0)) if state else 0.0
     info["elapsed_s"] = elapsed0
+    info["cpu_s"] = cpu_prev
     saved_at = step
     ckpt_every = int(t["checkpoint_every_steps"] or 0)
     keep = int(t["keep_checkpoints"])
@@ -632,10 +639,12 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                     step += 1
                     toc = time.time()
                     info["elapsed_s"] = elapsed0 + toc - t0
+                    info["cpu_s"] = cpu_prev + time.process_time() - c0
                     row = {"step": step, "epoch": epoch, "loss": f"{loss:.8g}",
                            "heatmap_loss": f"{hm_loss:.8g}", "lr": f"{lr:.6g}",
                            "images_per_s": f"{len(images) / max(toc - tic, 1e-9):.2f}",
-                           "elapsed_s": f"{info['elapsed_s']:.1f}"}
+                           "elapsed_s": f"{info['elapsed_s']:.1f}",
+                           "cpu_s": f"{info['cpu_s']:.1f}"}
                     tic = toc
                     steplog.write(row)
                     if not math.isfinite(loss):
@@ -670,9 +679,11 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                 saved_at = step
                 ep = step // spe
                 if val and ep % int(t["eval_every_epochs"]) == 0:
-                    t_eval = time.time()
-                    _evaluate_epoch(model, val, cfg, run.root, step, ep, kset, info["elapsed_s"])
-                    t0 += time.time() - t_eval  # elapsed_s counts training, not evaluation
+                    t_eval, c_eval = time.time(), time.process_time()
+                    _evaluate_epoch(model, val, cfg, run.root, step, ep, kset, info["elapsed_s"],
+                                    info["cpu_s"])
+                    t0 += time.time() - t_eval  # the clocks count training, not evaluation
+                    c0 += time.process_time() - c_eval
             if step != saved_at:
                 steplog.flush()
                 last_path = run.save(model, make_state(False), keep)
@@ -733,7 +744,7 @@ def _tensorboard(root: Path, t: Mapping):
 
 
 def _evaluate_epoch(model, val, cfg, root: Path, step: int, epoch: int, kset,
-                    elapsed: float) -> None:
+                    elapsed: float, cpu: float) -> None:
     from evopose_sdk.training import evaluate  # noqa: PLC0415
 
     t = cfg["train"]
@@ -747,8 +758,9 @@ def _evaluate_epoch(model, val, cfg, root: Path, step: int, epoch: int, kset,
         w = csv.writer(f)
         if new:
             w.writerow(["step", "epoch", "AP", "AP50", "AP75", "AR", *[n for n, _ in groups],
-                        "elapsed_s"])
+                        "elapsed_s", "cpu_s"])
         s = res.stats
         w.writerow([step, epoch, f"{s['AP']:.4f}", f"{s['AP50']:.4f}", f"{s['AP75']:.4f}",
-                    f"{s['AR']:.4f}", *[f"{g['AP']:.4f}" for _, g in groups], f"{elapsed:.1f}"])
+                    f"{s['AR']:.4f}", *[f"{g['AP']:.4f}" for _, g in groups], f"{elapsed:.1f}",
+                    f"{cpu:.1f}"])
     log.info("epoch %d validation AP %.4f AP50 %.4f", epoch, res.stats["AP"], res.stats["AP50"])
