@@ -3,6 +3,7 @@ training run whose AP rises, and the evopose-train CLI."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -218,3 +219,31 @@ def test_train_threads_limits_tensorflow_cpu_threads():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_main_weights_file_continues_a_run_as_a_new_stage(uninterrupted, tmp_path):
+    """tools/save_main_weights.py writes the run's latest weights as a small fp16 file that a
+    new stage (here with the users'-people augmentations) starts from by init.from; the
+    training clocks (wall and CPU) are logged per step."""
+    weights = tmp_path / "main.weights.npz"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "save_main_weights.py"),
+                           str(uninterrupted), "--out", str(weights), "--note", "test"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from evopose_sdk.training import transfer
+
+    meta = transfer.weights_npz_meta(weights)
+    assert meta["step"] == 8 and meta["note"] == "test" and meta["cpu_s"] > 0
+    out = tmp_path / "stage2"
+    cfg = _tiny_config(out, max_steps=2)
+    cfg["init"]["from"] = str(weights)
+    cfg["data"]["augment"].update(truncate_prob=0.5, paste_person_prob=0.5, occlude_prob=0.5,
+                                  blur_prob=0.2, lowres_prob=0.2)
+    T.train(cfg)
+    report = json.loads((out / "transfer_report.json").read_text())
+    assert report["entries"] and {e["status"] for e in report["entries"]} == {"full"}
+    with open(out / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    assert all(float(r["cpu_s"]) > 0 for r in rows)
+    assert float(rows[1]["cpu_s"]) >= float(rows[0]["cpu_s"])
