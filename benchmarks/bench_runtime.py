@@ -252,14 +252,15 @@ def in_subprocess(fn: str, *args: object) -> dict:
     return json.loads(lines[-1][2:])
 
 
-def cli_peak_rss(video: str | Path, frames: int, out_dir: str | Path) -> dict:
-    """``evopose-infer VIDEO --max-frames N -q -o out_dir`` (no other flags) in this process:
-    wall time and peak RSS (MiB). Writes the annotated video and JSON lines, as a user gets."""
+def cli_peak_rss(video: str | Path, frames: int, out_dir: str | Path, flags: str = "") -> dict:
+    """``evopose-infer VIDEO --max-frames N -q -o out_dir [flags]`` in this process: wall time
+    and peak RSS (MiB). Writes the annotated video and JSON lines, as a user gets."""
     from evopose_sdk.cli import main as cli_main
 
     t0 = time.perf_counter()
-    rc = cli_main([str(video), "--max-frames", str(frames), "-q", "-o", str(out_dir)])
-    return dict(frames=frames, rc=rc, wall_s=time.perf_counter() - t0,
+    rc = cli_main([str(video), "--max-frames", str(frames), "-q", "-o", str(out_dir),
+                   *flags.split()])
+    return dict(frames=frames, flags=flags, rc=rc, wall_s=time.perf_counter() - t0,
                 peak_rss_mib=peak_rss_mib())
 
 
@@ -305,10 +306,9 @@ def markdown_modes(results: dict) -> str:
     for r in results.get("end_to_end", []):
         if "fps" not in r:
             continue
-        ms = " / ".join(f"{r.get(k, 0.0):.1f}" for k in ("decode_ms", "detect_ms", "preprocess_ms",
-                                                        "pose_ms", "postprocess_ms"))
-        ms += f" / {r.get('track_ms', 0.0) + r.get('smooth_ms', 0.0):.1f}" if "track_ms" in r \
-            else ""
+        ms = " / ".join(f"{r[k]:.1f}" if k in r else "-" for k in (
+            "decode_ms", "detect_ms", "preprocess_ms", "pose_ms", "postprocess_ms"))
+        ms += f" / {r['track_ms'] + r.get('smooth_ms', 0.0):.1f}" if "track_ms" in r else " / -"
         name = f"**{r['mode']}** (`{r['cli'].replace('evopose-infer VIDEO', '').strip() or 'no flags'}`)" \
             if "mode" in r else r["pipeline"]
         ap = f"{r['AP_detector_boxes']:.3f}" if "AP_detector_boxes" in r else "-"

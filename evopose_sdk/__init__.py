@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "PoseResult": "evopose_sdk.result",
     "Detector": "evopose_sdk.detectors",
     "SSDMobileNetDetector": "evopose_sdk.detectors",
+    "SSDPersonOnnxDetector": "evopose_sdk.detectors",
     "YOLOOnnxDetector": "evopose_sdk.detectors",
     "UltralyticsDetector": "evopose_sdk.detectors",
     "StaticBoxes": "evopose_sdk.detectors",
@@ -42,6 +43,7 @@ __all__ = [
     "PoseResult",
     "Detector",
     "SSDMobileNetDetector",
+    "SSDPersonOnnxDetector",
     "YOLOOnnxDetector",
     "UltralyticsDetector",
     "StaticBoxes",
@@ -63,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from evopose_sdk.detectors import (
         Detector,
         SSDMobileNetDetector,
+        SSDPersonOnnxDetector,
         StaticBoxes,
         UltralyticsDetector,
         WholeImage,

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evopose_sdk import PoseEstimator, SSDMobileNetDetector
+from evopose_sdk import PoseEstimator, SSDPersonOnnxDetector
 from evopose_sdk.registry import DEFAULT_MODEL
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="COCO annotation JSON holding the image (use its boxes)")
     args = ap.parse_args(argv)
     detector = (CocoBoxes(args.coco, args.image.name) if args.coco
-                else LargestPerson(SSDMobileNetDetector(score_threshold=0.5)))
+                else LargestPerson(SSDPersonOnnxDetector(score_threshold=0.5)))
     with PoseEstimator(args.model, detector=detector) as est:
         people = est(args.image)
     print(people)
