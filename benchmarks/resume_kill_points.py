@@ -11,7 +11,7 @@ checkpoint write; the same command is run again (it resumes) to the last step. E
 resumed run's final checkpoint (every weight and the optimizer's step counter) and its
 whole loss curve (``train_log.csv``) are compared with the reference.
 
-    python benchmarks/resume_kill_points.py                    # 10 points, ~6 min on 2 cores
+    python benchmarks/resume_kill_points.py                    # 10 points: 21 runs, 70 min on 2 busy cores
     python benchmarks/resume_kill_points.py --points 3 --steps 9
 
 Prints a table and writes ``benchmarks/results/resume_kill_points.json``.
