@@ -8,7 +8,7 @@ a step costs the same CPU in each (labels and augmentation draws do not change t
 cost; the extra image read of the occlusion arm is in its images/s), so checkpoints at equal
 steps are checkpoints at equal CPU. For each arm the script evaluates ``<run>/snap-<step>.keras``
 (or ``checkpoints/step-<step>.keras``) on dev_val (GT boxes, flip, the same code as training's
-evaluation), splits AP by people with fewer / at least 10 labelled keypoints, reads the run's
+evaluation; the run's own ``eval_log.csv`` row at that step is used where it has one), splits AP by people with fewer / at least 10 labelled keypoints, reads the run's
 median images/s and training seconds up to that step from ``train_log.csv``, and merges the
 rows into ``benchmarks/results/ablations_s256.json`` (one row per arm and step) before
 printing the whole table.
@@ -41,6 +41,19 @@ def checkpoint_at(run: Path, step: int) -> Path | None:
     return None
 
 
+def logged_eval(run: Path, step: int) -> dict | None:
+    """The run's own evaluation at ``step`` (training's eval_log.csv, same code), or None."""
+    path = run / "eval_log.csv"
+    if not run.is_dir() or not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            if int(r["step"]) == step and r.get("AP<10"):
+                return {k: float(r[k]) for k in ("AP", "AP50", "AP75", "AR")} | {
+                    "AP_lt10": float(r["AP<10"]), "AP_ge10": float(r["AP>=10"])}
+    return None
+
+
 def speed(run: Path, step: int) -> dict:
     if run.is_file():
         return {"images_per_s": None, "elapsed_s": 0.0}
@@ -68,18 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.arm:
         name, _, run = spec.partition("=")
         run = Path(run)
-        ckpt = checkpoint_at(run, args.step)
-        if ckpt is None:
-            log.error("%s: no checkpoint at step %d in %s", name, args.step, run)
-            return 2
-        res = evaluate.evaluate_model(ckpt, val, flip=True)
+        scores = logged_eval(run, args.step)
+        if scores is None:
+            ckpt = checkpoint_at(run, args.step)
+            if ckpt is None:
+                log.error("%s: no checkpoint at step %d in %s", name, args.step, run)
+                return 2
+            res = evaluate.evaluate_model(ckpt, val, flip=True)
+            scores = {k: res.stats[k] for k in ("AP", "AP50", "AP75", "AR")} | {
+                "AP_lt10": res.groups["<10"]["AP"], "AP_ge10": res.groups[">=10"]["AP"]}
         cfg = {} if run.is_file() else json.loads((run / "config.json").read_text())
         row = {"arm": name, "step": args.step, "run": str(run),
                "recipe": cfg.get("comment", "the common starting point"),
                **speed(run, args.step),
-               **{k: round(res.stats[k], 4) for k in ("AP", "AP50", "AP75", "AR")},
-               "AP_lt10": round(res.groups["<10"]["AP"], 4),
-               "AP_ge10": round(res.groups[">=10"]["AP"], 4)}
+               **{k: round(v, 4) for k, v in scores.items()}}
         table["rows"] = [r for r in table["rows"]
                          if (r["arm"], r["step"]) != (name, args.step)] + [row]
         log.info("%s @ %d: AP %.4f (<10 %.4f, >=10 %.4f)", name, args.step, row["AP"],
