@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evopose_sdk.errors import EvoPoseError
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 ONNX_METADATA_KEY = "evopose_card"
@@ -25,7 +26,7 @@ CARD_SUFFIX = ".json"
 CARD_VERSION = 1
 
 
-class CardError(ValueError):
+class CardError(EvoPoseError, ValueError):
     """A model card is missing, malformed, or does not match its model file."""
 
 

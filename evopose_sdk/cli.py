@@ -10,14 +10,14 @@ work done: the video and JSON lines of the frames so far are finalised, the CLI 
 "N of M frames" and exits 130. A second signal, or one before the first frame, stops at
 once and writes nothing. An error leaves no output (and no output folder it created).
 
-Exit codes: 0 ok, 1 error (one-line message on stderr), 2 usage error, 130 interrupted.
+Exit codes: 0 ok, 1 error (one-line message on stderr), 2 usage error, 130 interrupted
+(:mod:`evopose_sdk.cli_shell`, shared by every ``evopose-*`` command).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import logging
 import math
 import signal
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import cv2
 
-from evopose_sdk.errors import EvoPoseError
+from evopose_sdk.cli_shell import ArgumentParser, add_verbosity_options, run_main, setup_logging
+from evopose_sdk.errors import EvoPoseError, RunInterrupted
 from evopose_sdk.registry import DEFAULT_MODEL, PRECISIONS
 
 logger = logging.getLogger("evopose_sdk.cli")
@@ -93,10 +94,10 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     """The ``evopose-infer`` argument parser (every option documented in ``--help``)."""
-    p = argparse.ArgumentParser(
-        prog=PROG, allow_abbrev=False, epilog=_EPILOG,
+    p = ArgumentParser(
+        prog=PROG, epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="EvoPose2D 2D human pose on a video file, webcam, image folder or image: "
                     "writes an annotated video/images and a JSON-lines file of keypoints.")
@@ -141,22 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     o.add_argument("--no-video", action="store_true",
                    help="write only the JSON-lines file, no annotated video/images")
-    o.add_argument("--quiet", "-q", action="store_true", help="no progress bar, warnings only")
-    o.add_argument("--verbose", "-v", action="store_true", help="log info messages")
+    add_verbosity_options(o)
     return p
-
-
-def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        options = [s for a in parser._actions for s in a.option_strings]
-        first = unknown[0]
-        if first.startswith("-"):
-            match = difflib.get_close_matches(first.split("=", 1)[0], options, n=1, cutoff=0.5)
-            hint = f"; did you mean {match[0]}?" if match else f"; see {PROG} --help"
-            parser.error(f"unrecognized option {first}{hint}")
-        parser.error(f"unrecognized arguments: {' '.join(unknown)} (only one SOURCE is accepted)")
-    return args
 
 
 def _output_paths(src, out_dir: Path) -> tuple[Path, Path]:
@@ -333,27 +320,25 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
     return 130 if signals.received else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point of ``evopose-infer``; returns the exit code."""
-    parser = build_parser()
-    try:
-        args = _parse(parser, argv)
-    except SystemExit as exc:  # argparse: --help (0) or usage error (2)
-        return int(exc.code or 0)
-    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose else logging.WARNING)
-    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s: %(message)s")
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(PROG, args.quiet, args.verbose, default=logging.WARNING)
     with contextlib.suppress(AttributeError):  # OpenCV's own log: errors only
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
         return run(args)
     except KeyboardInterrupt as exc:
         how = f" by {exc.args[0]}" if exc.args else ""
-        logger.error("interrupted%s; no output written", how)
-        return 130
-    except (EvoPoseError, OSError, ValueError, cv2.error) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        logger.error("%s", msg)
-        return 1
+        raise RunInterrupted(f"interrupted{how}; no output written") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point of ``evopose-infer``; returns the exit code.
+
+    Bad input that OpenCV or numpy reject (``cv2.error``, ``ValueError``) is a runtime
+    failure too: one line, exit 1.
+    """
+    return run_main(PROG, _main, argv, failures=(ValueError, cv2.error))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,13 @@
-"""Error classes of the runtime. Every error names the file, shape or value at fault.
+"""The root of every error evopose-sdk raises on purpose, and the runtime's own errors.
 
-``InputError`` and ``ModelError`` subclass :class:`ValueError` so callers that catch
-``ValueError`` keep working; ``EvoPoseError`` catches everything this package raises on
-purpose.
+Every error names the file, shape or value at fault. ``EvoPoseError`` catches everything the
+package raises on purpose, in all stages: the runtime's classes below, ``CardError``,
+training's ``ConfigError``, ``DataError``, ``GenotypeError``, ``CheckpointError``,
+``TorchPickleError``, the search's ``SearchConfigError``, ``SearchStateError`` and
+``SearchInterrupted``, and export's ``ExportError``. Most also subclass :class:`ValueError`
+(the search's state and interrupt errors :class:`RuntimeError`), so callers that catch
+those keep working. The command-line tools print an ``EvoPoseError`` as one line and exit 1,
+or 130 for a :class:`RunInterrupted` (:mod:`evopose_sdk.cli_shell`).
 """
 
 from __future__ import annotations
@@ -26,3 +31,7 @@ class DetectorError(EvoPoseError, ValueError):
 
 class VideoError(EvoPoseError, ValueError):
     """A video source that cannot be opened or read (used by :mod:`evopose_sdk.video`)."""
+
+
+class RunInterrupted(EvoPoseError):
+    """Work stopped by SIGINT or SIGTERM after keeping what was done (the CLIs exit 130)."""

@@ -1,14 +1,15 @@
-"""Import Keras with the TensorFlow backend (the export stage always uses it)."""
+"""Import Keras with the TensorFlow backend (the export stage always uses it).
+
+The environment defaults (``KERAS_BACKEND=tensorflow`` among them) come from
+:mod:`evopose_sdk._env`, set here too for callers of the export API that did not come
+through a command-line entry point.
+"""
 
 from __future__ import annotations
 
-import os
+from evopose_sdk._env import set_env_defaults
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# oneDNN reorders float sums (tiny run-to-run differences) and logs a banner; the Keras
-# reference for parity should be the plain kernels.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+set_env_defaults()
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -3,51 +3,28 @@
     evopose-export run/evopose2d_s.keras --out models/ --calib-data data/coco128/annotations.json
     evopose-export --size S --formats onnx --out models/          # random weights
     evopose-export yolo --model yolo11n.yaml --imgsz 640 --out models/yolo11n.onnx
+
+Exit codes (:mod:`evopose_sdk.cli_shell`): 0 ok, 1 error (one line), 2 usage, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
-from evopose_sdk.export.errors import ExportError
+from evopose_sdk.cli_shell import ArgumentParser, add_verbosity_options, run_main, setup_logging
 from evopose_sdk.export.options import CALIBRATIONS
 
-log = logging.getLogger("evopose_sdk.export")
+PROG = "evopose-export"
 
 FORMAT_HELP = "onnx, tflite-fp32, tflite-fp16, tflite-int8, tflite (all three) or all"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse without abbreviations, with a "did you mean" hint for unknown options."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        if "unrecognized arguments" in message:
-            options = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
-            hints = []
-            for token in message.split(":", 1)[1].split():
-                if token.startswith("-"):
-                    match = difflib.get_close_matches(token.split("=")[0], options, n=1,
-                                                      cutoff=0.5)
-                    if match:
-                        hints.append(f"{token!r}: did you mean {match[0]!r}?")
-            if hints:
-                message += "\n  " + "\n  ".join(hints)
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _model_parser() -> _Parser:
-    p = _Parser(
-        prog="evopose-export",
+def _model_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog=PROG,
         description="Export an EvoPose2D pose network to ONNX and TFLite (fp32/fp16/int8). "
                     "Each file gets a card (<file>.json; also embedded in ONNX metadata) and a "
                     "parity report (<file>.parity.json) against the Keras model on real person "
@@ -85,12 +62,12 @@ def _model_parser() -> _Parser:
     p.add_argument("--training-data", help="training data description for the card")
     p.add_argument("--metrics", help="JSON object of measured metrics (e.g. AP) for the card")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    add_verbosity_options(p)
     return p
 
 
-def _yolo_parser() -> _Parser:
-    p = _Parser(prog="evopose-export yolo",
+def _yolo_parser() -> ArgumentParser:
+    p = ArgumentParser(prog=f"{PROG} yolo",
                 description="Export ultralytics YOLO weights (.pt) or an architecture (.yaml, "
                             "random weights) to an ONNX person detector, output (1, 84, N) "
                             "without NMS. Needs torch and ultralytics (extra [yolo-export]).",
@@ -99,13 +76,8 @@ def _yolo_parser() -> _Parser:
     p.add_argument("--imgsz", type=int, default=640, help="square input size (multiple of 32)")
     p.add_argument("--out", help="output .onnx path (default <model stem>.onnx)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default ultralytics')")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    add_verbosity_options(p)
     return p
-
-
-def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -119,7 +91,7 @@ def _print_table(rows: list[dict]) -> None:
 
 def _run_yolo(argv: Sequence[str]) -> int:
     args = _yolo_parser().parse_args(argv)
-    _setup_logging(args.quiet)
+    setup_logging(f"{PROG} yolo", args.quiet, args.verbose)
     from evopose_sdk.export.yolo import export_yolo
 
     path = export_yolo(args.model, args.out, imgsz=args.imgsz, opset=args.opset)
@@ -128,19 +100,20 @@ def _run_yolo(argv: Sequence[str]) -> int:
 
 
 def _run_model(argv: Sequence[str]) -> int:
-    args = _model_parser().parse_args(argv)
-    _setup_logging(args.quiet)
+    parser = _model_parser()
+    args = parser.parse_args(argv)
+    setup_logging(PROG, args.quiet, args.verbose)
     metrics = None
     if args.metrics:
         try:
             metrics = json.loads(args.metrics)
         except json.JSONDecodeError as exc:
-            raise ExportError(f"--metrics must be a JSON object: {exc}") from None
+            parser.error(f"--metrics must be a JSON object: {exc}")
         if not isinstance(metrics, dict):
-            raise ExportError("--metrics must be a JSON object")
+            parser.error("--metrics must be a JSON object")
     if args.checkpoint is None and args.size is None and args.genotype is None:
-        raise ExportError("nothing to export: give a checkpoint, or --size / --genotype for a "
-                          "random-weight model")
+        parser.error("nothing to export: give a checkpoint, or --size / --genotype for a "
+                     "random-weight model")
     from evopose_sdk.export.api import export_model
 
     result = export_model(
@@ -159,19 +132,16 @@ def _run_model(argv: Sequence[str]) -> int:
     return 0
 
 
+def _main(argv: list[str]) -> int:
+    if argv and argv[0] == "yolo":
+        return _run_yolo(argv[1:])
+    return _run_model(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``evopose-export``; returns the exit status (0 ok, 1 error, 2 usage)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv and argv[0] == "yolo":
-            return _run_yolo(argv[1:])
-        return _run_model(argv)
-    except ExportError as exc:
-        print(f"evopose-export: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("evopose-export: interrupted", file=sys.stderr)
-        return 130
+    """Entry point of ``evopose-export``; returns the exit code (0 ok, 1 error, 2 usage,
+    130 interrupted)."""
+    return run_main(PROG, _main, argv)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_help_documents_every_option():
     (["x.mp4", "--no-flp"], "did you mean --no-flip"),
     (["x.mp4", "--max-frame=5"], "did you mean --max-frames"),
     (["x.mp4", "--detect"], "did you mean --detector"),  # no abbreviations
-    (["x.mp4", "y.mp4"], "only one SOURCE"),
+    (["x.mp4", "y.mp4"], "unrecognized arguments: y.mp4"),
     (["x.mp4", "--detect-every", "0"], "must be >= 1"),
     (["x.mp4", "--show-threshold", "2"], "must be in [0, 1]"),
     (["x.mp4", "--backend", "tensorrt"], "invalid choice"),

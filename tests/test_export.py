@@ -334,9 +334,11 @@ def test_cli_help():
 def test_cli_unknown_option_suggests(tmp_path):
     r = _cli("--size", "S", "--calib-dat", "x.json", "--out", tmp_path / "o")
     assert r.returncode == 2
-    assert "did you mean '--calib-data'" in r.stderr
-    r = _cli("--formts", "onnx")  # no abbreviations either
-    assert r.returncode == 2 and "did you mean '--formats'" in r.stderr
+    assert "did you mean --calib-data?" in r.stderr
+    r = _cli("--formts", "onnx")
+    assert r.returncode == 2 and "did you mean --formats?" in r.stderr
+    r = _cli("--size", "S", "--metrics", "[1]")  # a bad option value is a usage error too
+    assert r.returncode == 2 and "--metrics must be a JSON object" in r.stderr
 
 
 def test_cli_missing_input_writes_nothing(tmp_path):

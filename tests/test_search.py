@@ -298,7 +298,7 @@ def test_cli_errors(tmp_path):
     cli = [sys.executable, "-m", "evopose_sdk.training.search.cli"]
     r = subprocess.run(cli + ["resume", str(tmp_path / "none")], capture_output=True,
                        text=True, timeout=120)
-    assert r.returncode == 2 and "holds no search" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "holds no search" in r.stderr and "Traceback" not in r.stderr
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"generation": 3}))
     r = subprocess.run(cli + ["run", "--config", str(cfg), str(tmp_path / "s")],

@@ -22,13 +22,15 @@ import h5py
 import keras
 import numpy as np
 
+from evopose_sdk.errors import EvoPoseError
+
 log = logging.getLogger(__name__)
 
 #: Layers of our graph that carry fixed (non-learned) values and are never in the authors' files.
 FIXED_LAYERS = frozenset({"input_normalization"})
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EvoPoseError, ValueError):
     """A checkpoint does not fit the model; the message lists what is missing or mismatched."""
 
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
+from evopose_sdk.errors import EvoPoseError
+
 #: Every known field with its default. Unknown fields are rejected with a suggestion.
 DEFAULT_CONFIG: dict = {
     "name": "evopose2d-s",
@@ -96,7 +98,7 @@ RUNTIME_FIELDS = {
 BUNDLED = ("xs", "s", "m", "l")
 
 
-class ConfigError(ValueError):
+class ConfigError(EvoPoseError, ValueError):
     """A config file or override is invalid (unknown key, bad value)."""
 
 

@@ -19,6 +19,8 @@ import math
 import re
 from collections.abc import Sequence
 
+from evopose_sdk.errors import EvoPoseError
+
 Genotype = list[list[int]]
 
 NUM_BLOCKS = 7
@@ -50,7 +52,7 @@ EVOPOSE2D_XS: Genotype = [
 _BLOCK_RE = re.compile(r"^k(\d+)r(\d+)f(\d+)s(\d+)$")
 
 
-class GenotypeError(ValueError):
+class GenotypeError(EvoPoseError, ValueError):
     """A genotype does not follow the grammar."""
 
 

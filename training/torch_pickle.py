@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evopose_sdk.errors import EvoPoseError
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 _STORAGE_DTYPES = {
@@ -30,7 +32,7 @@ _STORAGE_DTYPES = {
 }
 
 
-class TorchPickleError(ValueError):
+class TorchPickleError(EvoPoseError, ValueError):
     """The file is not a readable PyTorch state dict."""
 
 

@@ -7,22 +7,24 @@ Examples::
     evopose-search run --config search.json runs/search --address auto   # a Ray cluster
     evopose-search resume runs/search                               # after a crash / Ctrl-C
     evopose-search report runs/search --out docs/search
+
+SIGINT or SIGTERM stops the search with its state on disk and exits 130; ``resume``
+continues it. Exit codes (:mod:`evopose_sdk.cli_shell`): 0 ok, 1 error (one line), 2 usage
+or a bad search config, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
+from collections.abc import Sequence
 
-from evopose_sdk.training.cli import _env_defaults
-from evopose_sdk.training.cli import _setup_logging as _train_logging
+from evopose_sdk.cli_shell import ArgumentParser, add_verbosity_options, run_main, setup_logging
+from evopose_sdk.errors import RunInterrupted
 
 log = logging.getLogger("evopose_sdk.training.search")
 
-
-def _setup_logging(log_file: str | None, verbose: bool) -> None:
-    _train_logging(log_file, verbose, logger="evopose_sdk.training.search")
+PROG = "evopose-search"
 
 
 def _add_exec_args(p: argparse.ArgumentParser) -> None:
@@ -32,12 +34,12 @@ def _add_exec_args(p: argparse.ArgumentParser) -> None:
                    "default: a local Ray")
     p.add_argument("--workers", type=int, help="CPU-only local Ray: children trained at once")
     p.add_argument("--log-file", help="also log to this file (for background runs)")
-    p.add_argument("--verbose", "-v", action="store_true")
+    add_verbosity_options(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evopose-search",
-                                description="EvoPose2D (mu, lambda) neuroevolution search.")
+def build_parser() -> ArgumentParser:
+    """The ``evopose-search`` argument parser with its run / resume / report sub-commands."""
+    p = ArgumentParser(prog=PROG, description="EvoPose2D (mu, lambda) neuroevolution search.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="start a search in DIR")
     r.add_argument("dir", help="search folder (must not hold a search)")
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("dir")
     t.add_argument("--out", help="output folder (default: DIR)")
     t.add_argument("--top", type=int, default=10, help="rows of the table (default 10)")
-    t.add_argument("--verbose", "-v", action="store_true")
+    add_verbosity_options(t)
     return p
 
 
@@ -68,48 +70,48 @@ def make_executor(kind: str, address: str | None, workers: int | None):
     return RayExecutor(address=address, workers=workers)
 
 
-def main(argv: list[str] | None = None) -> int:
-    _env_defaults()
-    args = build_parser().parse_args(argv)
-    _setup_logging(getattr(args, "log_file", None), args.verbose)
+def _main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(PROG, args.quiet, args.verbose, log_file=getattr(args, "log_file", None),
+                  timestamps=True)
     from evopose_sdk.training.search.config import SearchConfig, SearchConfigError  # noqa: PLC0415
     from evopose_sdk.training.search.report import write_report  # noqa: PLC0415
     from evopose_sdk.training.search.runner import Search, SearchInterrupted  # noqa: PLC0415
-    from evopose_sdk.training.search.state import SearchStateError  # noqa: PLC0415
 
-    try:
-        if args.command == "report":
-            paths = write_report(args.dir, args.out, args.top)
-            print(paths["markdown"].read_text(encoding="utf-8"))
-            return 0
-        if args.command == "run":
-            search = Search.create(args.dir, SearchConfig.from_any(args.config, args.set))
-        else:
-            search = Search.open(args.dir)
-        executor = make_executor(args.executor, args.address, args.workers)
-        try:
-            search.run(executor)
-        finally:
-            executor.close()
-        best = search.best(1)
-        if best:
-            b = best[0]
-            print(f"best {b['id']} {b['genotype_str']} params {b['params']} "
-                  f"val_loss {b['val_loss']:.6g} fitness {b['fitness']:.6g}")
+    if args.command == "report":
+        paths = write_report(args.dir, args.out, args.top)
+        print(paths["markdown"].read_text(encoding="utf-8"))
         return 0
-    except SearchInterrupted as exc:
-        print(f"evopose-search: interrupted ({exc}); continue with 'evopose-search resume "
-              f"{args.dir}'", file=sys.stderr)
-        return 130
-    except (SearchConfigError, SearchStateError, FileExistsError, FileNotFoundError,
-            ValueError, RuntimeError) as exc:
-        print(f"evopose-search: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("evopose-search: interrupted; continue with 'evopose-search resume "
-              f"{args.dir}'", file=sys.stderr)
-        return 130
+    if args.command == "run":
+        try:
+            config = SearchConfig.from_any(args.config, args.set)
+        except SearchConfigError as exc:
+            parser.error(str(exc))
+        search = Search.create(args.dir, config)
+    else:
+        search = Search.open(args.dir)
+    executor = make_executor(args.executor, args.address, args.workers)
+    try:
+        search.run(executor)
+    except (SearchInterrupted, KeyboardInterrupt) as exc:
+        what = str(exc) if isinstance(exc, SearchInterrupted) else \
+            f"interrupted{f' by {exc.args[0]}' if exc.args else ''}"
+        raise RunInterrupted(f"{what}; continue with '{PROG} resume {args.dir}'") from None
+    finally:
+        executor.close()
+    best = search.best(1)
+    if best:
+        b = best[0]
+        print(f"best {b['id']} {b['genotype_str']} params {b['params']} "
+              f"val_loss {b['val_loss']:.6g} fitness {b['fitness']:.6g}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``evopose-search``; returns the exit code."""
+    return run_main(PROG, _main, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -17,11 +17,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from evopose_sdk.errors import EvoPoseError
 from evopose_sdk.training import genotype as gt
 from evopose_sdk.training.search.mutation import MutationSpace, scale_filters
 
 
-class SearchConfigError(ValueError):
+class SearchConfigError(EvoPoseError, ValueError):
     """A search config field is unknown or out of range."""
 
 

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from evopose_sdk.card import atomic_write_text
+from evopose_sdk.errors import EvoPoseError
 
 SEARCH_FILE = "search.json"
 CHILD_FILE = "child.json"
@@ -27,7 +28,7 @@ CHILDREN_DIR = "children"
 STATE_VERSION = 1
 
 
-class SearchStateError(RuntimeError):
+class SearchStateError(EvoPoseError, RuntimeError):
     """A search folder is missing, corrupt or belongs to another search."""
 
 
