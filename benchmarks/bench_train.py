@@ -39,23 +39,25 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from gpu_train_check import synthetic_source
 
-    from evopose_sdk.training import data as D
-    from evopose_sdk.training import train as T
+    from evopose_sdk.training.batches import KeypointBatches, pack_targets
+    from evopose_sdk.training.model import compile_model
     from evopose_sdk.training.network import build_named, get_spec
+    from evopose_sdk.training.schedules import WarmupCosineDecay
+    from evopose_sdk.training.sources import load_sources, sources_in_root
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data)
         if (data / "litehrnet" / "annotations.json").is_file():
-            rec = D.load_sources(D.sources_in_root(data, "train", ["litehrnet", "lspet"]))
+            rec = load_sources(sources_in_root(data, "train", ["litehrnet", "lspet"]))
             data_label = "real (litehrnet + lspet)"
         else:
-            rec = D.load_sources([str(synthetic_source(Path(tmp) / "syn"))])
+            rec = load_sources([str(synthetic_source(Path(tmp) / "syn"))])
             data_label = "synthetic"
         rows = []
         for size in args.sizes.split(","):
             spec = get_spec(size)
             stride = spec.heatmap_stride
-            batches = D.KeypointBatches(rec, spec.input_hw, stride, args.batch, seed=0)
+            batches = KeypointBatches(rec, spec.input_hw, stride, args.batch, seed=0)
             # input pipeline alone
             batches.batch(0)
             t0 = time.perf_counter()
@@ -65,10 +67,10 @@ def main(argv=None) -> int:
             pipe_ips = n / (time.perf_counter() - t0)
             # training step alone on one fixed batch
             images, hms, w = batches.batch(0)
-            x, y = images.astype(np.float32), D.pack_targets(hms, w)
+            x, y = images.astype(np.float32), pack_targets(hms, w)
             keras.utils.set_random_seed(0)
             model = build_named(size, weight_decay=1e-5)
-            T.compile_model(model, T.WarmupCosineDecay(1e-3, 1000, 10))
+            compile_model(model, WarmupCosineDecay(1e-3, 1000, 10))
             for _ in range(args.warmup):
                 model.train_on_batch(x, y)
             t0 = time.perf_counter()

@@ -93,7 +93,8 @@ def main(argv=None) -> int:
     if env["backend"] != "jax":
         print("note: KERAS_BACKEND is not jax; the GPU machine runs jax", file=sys.stderr)
     from evopose_sdk.training import config as cfgmod
-    from evopose_sdk.training import train as T
+    from evopose_sdk.training.rundir import read_loss_curve
+    from evopose_sdk.training.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -112,10 +113,10 @@ def main(argv=None) -> int:
             "train.log_every_steps=50", f"output.dir={tmp / 'run'}",
             "train.checkpoint_every_steps=0"])
         t0 = time.time()
-        T.train(cfg)
+        train(cfg)
         wall = time.time() - t0
-        steps, ips = T.read_loss_curve(tmp / "run", "images_per_s")
-        _, loss = T.read_loss_curve(tmp / "run", "loss")
+        steps, ips = read_loss_curve(tmp / "run", "images_per_s")
+        _, loss = read_loss_curve(tmp / "run", "loss")
         state = json.loads((tmp / "run" / "state.json").read_text())
     warm = args.warmup if args.warmup is not None else min(20, max(1, len(steps) // 5))
     timed = ips[warm:] if len(ips) > warm else ips

@@ -96,13 +96,13 @@ def _kill_at(out: Path, steps: int, at_step: int, delay_s: float, sig: signal.Si
 def _final(out: Path) -> tuple[list[np.ndarray], int, np.ndarray, np.ndarray, np.ndarray]:
     import keras
 
-    from evopose_sdk.training import train as T
+    from evopose_sdk.training.rundir import load_checkpoint, read_loss_curve
 
     state = json.loads((out / "state.json").read_text())
-    model = T.load_checkpoint(out / state["checkpoint"])
+    model = load_checkpoint(out / state["checkpoint"])
     iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-    steps, loss = T.read_loss_curve(out)
-    _, lr = T.read_loss_curve(out, "lr")
+    steps, loss = read_loss_curve(out)
+    _, lr = read_loss_curve(out, "lr")
     return [np.asarray(w) for w in model.get_weights()], iterations, steps, loss, lr
 
 

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from evopose_sdk.card import atomic_write_text
     from evopose_sdk.training import genotype as gt
-    from evopose_sdk.training import train as trainmod
     from evopose_sdk.training import transfer
+    from evopose_sdk.training.model import build_model
     from evopose_sdk.training.search.config import SearchConfig
     from evopose_sdk.training.search.mutation import mutate
     from evopose_sdk.training.search.runner import (
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         # the child right after weight transfer, before any training step
         tc = child_train_config(cfg, rec, work / "unused", parent_w)
         keras.backend.clear_session()
-        model = trainmod.build_model(tc, 17)
+        model = build_model(tc, 17)
         transfer.initialize(model, parent_w)
         images, hms, wts = validation_arrays(tc, cfg.input_hw, gt.heatmap_stride(geno),
                                              cfg.val_max_people)

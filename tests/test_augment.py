@@ -8,18 +8,20 @@ from _training_helpers import require_data
 
 from evopose_sdk import geometry
 from evopose_sdk.training import augment
-from evopose_sdk.training import data as datamod
+from evopose_sdk.training.batches import KeypointBatches
+from evopose_sdk.training.samples import AugmentConfig, make_sample
+from evopose_sdk.training.sources import DataError, load_sources, read_image_rgb, sources_in_root
 
 
 @pytest.fixture(scope="module")
 def people():
     root = require_data("lsp", "litehrnet")
-    specs = [s for s in datamod.sources_in_root(root, split="train")
+    specs = [s for s in sources_in_root(root, split="train")
              if "lsp/" in str(s.annotations) or "litehrnet" in str(s.annotations)]
-    records = datamod.load_sources(specs)
+    records = load_sources(specs)
     rng = np.random.default_rng(0)
     pick = rng.choice(len(records), 24, replace=False)
-    return [(datamod.read_image_rgb(records.image_paths[i]), records.boxes_xywh[i],
+    return [(read_image_rgb(records.image_paths[i]), records.boxes_xywh[i],
              records.keypoints[i]) for i in pick]
 
 
@@ -54,7 +56,7 @@ def test_truncation_cuts_the_frame_through_the_person(people):
 def test_pasted_people_and_occluders_change_pixels_not_labels(people):
     rng = np.random.default_rng(2)
     (img_a, box_a, kps_a), (img_b, box_b, _) = people[0], people[1]
-    s = datamod.make_sample(img_a, box_a, kps_a, (256, 192), 4)
+    s = make_sample(img_a, box_a, kps_a, (256, 192), 4)
     crop = s["image"]
     pasted = augment.paste_person(crop, img_b, box_b, rng)
     occluded = augment.occlude(crop, img_b, rng)
@@ -69,7 +71,7 @@ def test_pasted_people_and_occluders_change_pixels_not_labels(people):
 
 def test_degrade_blurs_and_lowres_loses_detail(people):
     rng = np.random.default_rng(3)
-    crop = datamod.make_sample(*people[2], (256, 192), 4)["image"]
+    crop = make_sample(*people[2], (256, 192), 4)["image"]
 
     def detail(img):
         return float(np.abs(np.diff(img.astype(np.float32), axis=1)).mean())
@@ -80,14 +82,14 @@ def test_degrade_blurs_and_lowres_loses_detail(people):
 
 def test_augmented_batches_are_deterministic_and_targets_follow_truncation():
     root = require_data("lsp")
-    specs = [s for s in datamod.sources_in_root(root, split="train") if "lsp/" in
+    specs = [s for s in sources_in_root(root, split="train") if "lsp/" in
              str(s.annotations)]
-    records = datamod.load_sources(specs).subset(np.arange(64))
+    records = load_sources(specs).subset(np.arange(64))
     aug = {"truncate_prob": 1.0, "paste_person_prob": 0.5, "occlude_prob": 0.5,
            "blur_prob": 0.2, "lowres_prob": 0.2}
-    a = datamod.KeypointBatches(records, (128, 96), 4, 16, augment=aug, seed=5)
-    b = datamod.KeypointBatches(records, (128, 96), 4, 16, augment=aug, seed=5)
-    plain = datamod.KeypointBatches(records, (128, 96), 4, 16, augment=False)
+    a = KeypointBatches(records, (128, 96), 4, 16, augment=aug, seed=5)
+    b = KeypointBatches(records, (128, 96), 4, 16, augment=aug, seed=5)
+    plain = KeypointBatches(records, (128, 96), 4, 16, augment=False)
     xa, ha, wa = a.batch(1)
     xb, hb, wb = b.batch(1)
     np.testing.assert_array_equal(xa, xb)
@@ -99,11 +101,11 @@ def test_augmented_batches_are_deterministic_and_targets_follow_truncation():
 
 
 def test_default_augmentation_is_unchanged_by_the_new_fields():
-    cfg = datamod.AugmentConfig()
+    cfg = AugmentConfig()
     assert not cfg.needs_other
     assert cfg.truncate_prob == cfg.paste_person_prob == cfg.occlude_prob == 0.0
-    with pytest.raises(datamod.DataError, match="unknown augmentation"):
-        datamod.AugmentConfig.from_any({"truncate_probability": 0.3})
+    with pytest.raises(DataError, match="unknown augmentation"):
+        AugmentConfig.from_any({"truncate_probability": 0.3})
 
 
 def test_truncated_box_maps_to_a_crop_with_black_outside_the_frame(people):

@@ -21,8 +21,9 @@ from test_export import N_CALIB, N_PARITY, SMALL_HW, XS_GENOTYPE, _sample_crops
 from evopose_sdk.export.ranges import mse_range, quant_dequant, swish
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import quantize as Q
-from evopose_sdk.training import train as T
 from evopose_sdk.training.network import build_evopose
+from evopose_sdk.training.rundir import load_checkpoint, read_loss_curve
+from evopose_sdk.training.train import train
 
 
 def _heavy_tailed(seed=0):
@@ -109,16 +110,16 @@ def test_qat_training_run_resumes_and_ends_with_the_plain_network(tmp_path):
         "train.batch_size=4", "train.epochs=1", "train.lr=1e-4", "data.workers=0",
         "train.progress=false", "train.log_every_steps=1", "quantize.aware=true",
         f"output.dir={out}"])
-    ckpt = T.train({**cfg, "train": {**cfg["train"], "max_steps": 3}})
-    wrapped = T.load_checkpoint(ckpt)
+    ckpt = train({**cfg, "train": {**cfg["train"], "max_steps": 3}})
+    wrapped = load_checkpoint(ckpt)
     assert Q.has_fake_quant(wrapped)
     bn = [layer for layer in wrapped.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert bn and not any(layer.trainable for layer in bn)  # frozen while fake-quantised
     ranges = json.loads((out / "fake_quant_ranges.json").read_text())
     assert len(ranges) == sum(isinstance(layer, Q.FakeQuant) for layer in wrapped.layers)
-    final = T.train(cfg, resume="must")
+    final = train(cfg, resume="must")
     assert final.name == "final.keras"
-    steps, loss = T.read_loss_curve(out)
+    steps, loss = read_loss_curve(out)
     assert steps.tolist() == list(range(1, len(steps) + 1)) and np.all(np.isfinite(loss))
     plain = keras.saving.load_model(final, compile=False)
     assert not Q.has_fake_quant(plain)

@@ -100,7 +100,7 @@ def test_rebuilt_checkpoint_matches_the_onnx_file_and_survives_fp16(tmp_path):
 
     from evopose_sdk.decode import decode_heatmaps
     from evopose_sdk.training import transfer
-    from evopose_sdk.training.train import CUSTOM_OBJECTS
+    from evopose_sdk.training.model import CUSTOM_OBJECTS
 
     model = keras.saving.load_model(out, custom_objects=CUSTOM_OBJECTS, compile=False)
     bn = model.get_layer("block3a_expand_bn").get_weights()

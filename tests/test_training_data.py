@@ -13,7 +13,10 @@ from evopose_sdk import geometry
 from evopose_sdk.decode import decode_heatmaps
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, CocoKeypoint
 from evopose_sdk.training import config as cfgmod
-from evopose_sdk.training import data as D
+from evopose_sdk.training.batches import BatchLoader, KeypointBatches, epoch_order
+from evopose_sdk.training.keypoint_sets import KeypointSet
+from evopose_sdk.training.samples import AugmentConfig, default_sigma, encode_heatmaps, make_sample
+from evopose_sdk.training.sources import DataError, SourceSpec, load_sources, sources_in_root
 
 LW, RW = int(CocoKeypoint.LEFT_WRIST), int(CocoKeypoint.RIGHT_WRIST)
 
@@ -25,7 +28,7 @@ def test_encoder_and_dark_decoder_agree_within_005_px(input_hw, stride):
     # sub-pixel points well inside the crop
     kp = np.stack([rng.uniform(0.25, 0.75, 17) * input_hw[1],
                    rng.uniform(0.25, 0.75, 17) * input_hw[0]], axis=1)
-    hm, w = D.encode_heatmaps(kp, np.ones(17, bool), hm_hw, stride)
+    hm, w = encode_heatmaps(kp, np.ones(17, bool), hm_hw, stride)
     assert hm.shape == (*hm_hw, 17) and hm.dtype == np.float32
     assert np.all(w == 1) and np.all(hm.max(axis=(0, 1)) > 0.75)
     coords, _ = decode_heatmaps(hm[None], method="dark")
@@ -35,9 +38,9 @@ def test_encoder_and_dark_decoder_agree_within_005_px(input_hw, stride):
 
 
 def test_sigma_is_2_at_64x48_and_scales():
-    assert D.default_sigma((64, 48)) == 2.0
-    assert D.default_sigma((128, 96)) == 4.0
-    assert D.default_sigma((32, 24)) == 1.0
+    assert default_sigma((64, 48)) == 2.0
+    assert default_sigma((128, 96)) == 4.0
+    assert default_sigma((32, 24)) == 1.0
 
 
 def test_unlabelled_and_outside_joints_get_zero_weight():
@@ -45,7 +48,7 @@ def test_unlabelled_and_outside_joints_get_zero_weight():
     valid = np.ones(17, bool)
     valid[:5] = False                     # LSP-style: no face points
     kp[16] = (500.0, 50.0)                # outside a 192-wide crop
-    hm, w = D.encode_heatmaps(kp, valid, (64, 48), 4)
+    hm, w = encode_heatmaps(kp, valid, (64, 48), 4)
     assert w[:5].sum() == 0 and w[16] == 0 and w[5:16].sum() == 11
     assert np.all(hm[..., :5] == 0) and np.all(hm[..., 16] == 0)
 
@@ -80,10 +83,10 @@ def test_flip_swaps_left_and_right_and_moves_the_wrist_with_the_pixels():
     kps = _person()
     img = _dot_image(kps[LW, :2])
     box = np.array([140.0, 70.0, 120.0, 200.0])
-    plain = D.make_sample(img, box, kps, (256, 192), 4, augment=D.AugmentConfig(enabled=False))
-    aug = D.AugmentConfig(scale_factor=0.0, rotation_prob=0.0, flip_prob=1.0,
+    plain = make_sample(img, box, kps, (256, 192), 4, augment=AugmentConfig(enabled=False))
+    aug = AugmentConfig(scale_factor=0.0, rotation_prob=0.0, flip_prob=1.0,
                           half_body_prob=0.0, color_jitter=0.0)
-    flipped = D.make_sample(img, box, kps, (256, 192), 4, augment=aug,
+    flipped = make_sample(img, box, kps, (256, 192), 4, augment=aug,
                             rng=np.random.default_rng(0))
     assert flipped["flipped"]
     # the crop is the mirror image of the plain crop
@@ -107,9 +110,9 @@ def test_flip_swaps_left_and_right_and_moves_the_wrist_with_the_pixels():
 def test_rotation_and_scale_map_keypoints_through_the_pixel_affine(seed):
     kps = _person()
     img = _dot_image(kps[LW, :2])
-    aug = D.AugmentConfig(rotation=40.0, rotation_prob=1.0, flip_prob=0.0, half_body_prob=0.0,
+    aug = AugmentConfig(rotation=40.0, rotation_prob=1.0, flip_prob=0.0, half_body_prob=0.0,
                           color_jitter=0.0)
-    s = D.make_sample(img, np.array([140.0, 70.0, 120.0, 200.0]), kps, (256, 192), 4,
+    s = make_sample(img, np.array([140.0, 70.0, 120.0, 200.0]), kps, (256, 192), 4,
                       augment=aug, rng=np.random.default_rng(seed))
     m = s["matrix"]
     assert abs(np.degrees(np.arctan2(m[0, 1], m[0, 0]))) > 0.1  # it did rotate
@@ -124,11 +127,11 @@ def test_half_body_crops_to_upper_or_lower_joints():
     kps = _person()
     kps[:11, 1] = np.linspace(80, 120, 11)    # upper body well above the lower body
     kps[11:, 1] = np.linspace(240, 290, 6)
-    aug = D.AugmentConfig(half_body_prob=1.0, scale_factor=0.0, rotation_prob=0.0,
+    aug = AugmentConfig(half_body_prob=1.0, scale_factor=0.0, rotation_prob=0.0,
                           flip_prob=0.0, color_jitter=0.0)
-    upper = D.KeypointSet(COCO_KEYPOINT_NAMES, COCO_FLIP_PAIRS).upper_body
+    upper = KeypointSet(COCO_KEYPOINT_NAMES, COCO_FLIP_PAIRS).upper_body
     assert list(upper) == list(range(11))
-    s = D.make_sample(np.zeros((300, 400, 3), np.uint8), np.array([140.0, 70, 120, 200]), kps,
+    s = make_sample(np.zeros((300, 400, 3), np.uint8), np.array([140.0, 70, 120, 200]), kps,
                       (256, 192), 4, upper_body=upper, augment=aug, rng=np.random.default_rng(1))
     w = s["weights"]
     # only the upper or only the lower body stays inside the crop
@@ -139,15 +142,15 @@ def test_sources_mask_missing_face_points_and_support_custom_keypoint_sets(tmp_p
     names = ["head", "left_hand", "right_hand", "left_foot", "right_foot"]
     people = [[[100, 40, 2], [60, 100, 2], [140, 100, 1], [80, 200, 2], [120, 200, 0]]]
     write_coco_source(tmp_path / "five", names, people)
-    rec = D.load_sources([str(tmp_path / "five")])
+    rec = load_sources([str(tmp_path / "five")])
     assert rec.keypoint_set.names == tuple(names)
     assert rec.keypoint_set.flip_pairs == ((1, 2), (3, 4))
-    b = D.KeypointBatches(rec, (128, 96), 4, 1, augment=False)
+    b = KeypointBatches(rec, (128, 96), 4, 1, augment=False)
     images, hms, w = b.batch(0)
     assert images.shape == (1, 128, 96, 3) and hms.shape == (1, 32, 24, 5)
     assert w.tolist() == [[1, 1, 1, 1, 0]]   # v=0 -> masked, v=1 (occluded) trains
     # explicit flip pairs override the names
-    rec2 = D.load_sources([str(tmp_path / "five")], flip_pairs=[[3, 4]])
+    rec2 = load_sources([str(tmp_path / "five")], flip_pairs=[[3, 4]])
     assert rec2.keypoint_set.flip_pairs == ((3, 4),)
 
 
@@ -160,13 +163,13 @@ def test_mixing_weights_and_deterministic_epoch_order(tmp_path):
               "images": str(tmp_path / "a/images"), "weight": 2.0},
              {"annotations": str(tmp_path / "b/annotations.json"),
               "images": str(tmp_path / "b/images"), "weight": 0.5}]
-    rec = D.load_sources(specs)
-    o1 = D.epoch_order(rec, 0, seed=1)
+    rec = load_sources(specs)
+    o1 = epoch_order(rec, 0, seed=1)
     assert len(o1) == 25
     assert np.sum(rec.source[o1] == 0) == 20 and np.sum(rec.source[o1] == 1) == 5
-    assert np.array_equal(o1, D.epoch_order(rec, 0, seed=1))
-    assert not np.array_equal(o1, D.epoch_order(rec, 1, seed=1))
-    b = D.KeypointBatches(rec, (128, 96), 4, 4, seed=5)
+    assert np.array_equal(o1, epoch_order(rec, 0, seed=1))
+    assert not np.array_equal(o1, epoch_order(rec, 1, seed=1))
+    b = KeypointBatches(rec, (128, 96), 4, 4, seed=5)
     assert len(b) == 6
     first = b.batch(2)
     b.set_epoch(1)
@@ -177,29 +180,29 @@ def test_mixing_weights_and_deterministic_epoch_order(tmp_path):
 
 
 def test_bad_sources_give_clear_errors(tmp_path):
-    with pytest.raises(D.DataError, match="does not exist"):
-        D.load_sources([{"annotations": str(tmp_path / "nope.json"), "images": str(tmp_path)}])
+    with pytest.raises(DataError, match="does not exist"):
+        load_sources([{"annotations": str(tmp_path / "nope.json"), "images": str(tmp_path)}])
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(D.DataError, match="cannot read COCO JSON"):
-        D.load_sources([{"annotations": str(tmp_path / "bad.json"), "images": str(tmp_path)}])
+    with pytest.raises(DataError, match="cannot read COCO JSON"):
+        load_sources([{"annotations": str(tmp_path / "bad.json"), "images": str(tmp_path)}])
     (tmp_path / "x.json").write_text(json.dumps({"images": []}))
-    with pytest.raises(D.DataError, match="not a COCO keypoint file"):
-        D.load_sources([{"annotations": str(tmp_path / "x.json"), "images": str(tmp_path)}])
-    with pytest.raises(D.DataError, match="unknown source fields"):
-        D.SourceSpec.from_any({"annotations": "a", "images": "b", "wieght": 2})
+    with pytest.raises(DataError, match="not a COCO keypoint file"):
+        load_sources([{"annotations": str(tmp_path / "x.json"), "images": str(tmp_path)}])
+    with pytest.raises(DataError, match="unknown source fields"):
+        SourceSpec.from_any({"annotations": "a", "images": "b", "wieght": 2})
     names = ["a", "b"]
     write_coco_source(tmp_path / "k2", names, [[[10, 10, 2], [20, 20, 2]]])
     write_coco_source(tmp_path / "k17", list(COCO_KEYPOINT_NAMES),
                       [[[50, 60, 2]] * 17])
-    with pytest.raises(D.DataError, match="must share one set"):
-        D.load_sources([str(tmp_path / "k17"), str(tmp_path / "k2")])
+    with pytest.raises(DataError, match="must share one set"):
+        load_sources([str(tmp_path / "k17"), str(tmp_path / "k2")])
 
 
 def test_real_lsp_people_train_without_face_points():
     root = require_data("lsp")
-    rec = D.load_sources(D.sources_in_root(root, "train", ["lsp"]))
+    rec = load_sources(sources_in_root(root, "train", ["lsp"]))
     assert len(rec) > 1000
-    b = D.KeypointBatches(rec.subset(np.arange(8)), (256, 192), 2, 8, augment=True)
+    b = KeypointBatches(rec.subset(np.arange(8)), (256, 192), 2, 8, augment=True)
     images, hms, w = b.batch(0)
     assert images.shape == (8, 256, 192, 3) and hms.shape == (8, 128, 96, 17)
     assert np.all(w[:, :5] == 0), "LSP has no face points: they must be masked"
@@ -208,11 +211,11 @@ def test_real_lsp_people_train_without_face_points():
 
 def test_worker_processes_give_the_same_batches_as_inline_loading(tmp_path):
     root = require_data("coco128")
-    rec = D.load_sources(D.sources_in_root(root, "train", ["coco128"]))
-    b = D.KeypointBatches(rec, (128, 96), 4, 4, seed=3)
-    with D.BatchLoader(b, workers=0) as inline:
+    rec = load_sources(sources_in_root(root, "train", ["coco128"]))
+    b = KeypointBatches(rec, (128, 96), 4, 4, seed=3)
+    with BatchLoader(b, workers=0) as inline:
         ref = list(inline.iterate(epoch=1, start=1, stop=3))
-    with D.BatchLoader(b, workers=2, use_multiprocessing=True, prefetch=2) as pool:
+    with BatchLoader(b, workers=2, use_multiprocessing=True, prefetch=2) as pool:
         got = list(pool.iterate(epoch=1, start=1, stop=3))
     assert [g[0] for g in got] == [1, 2]
     for r, g in zip(ref, got, strict=True):

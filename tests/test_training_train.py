@@ -17,20 +17,26 @@ import pytest
 from _training_helpers import DATA_ROOT, REPO, require_data
 
 from evopose_sdk.training import config as cfgmod
-from evopose_sdk.training import train as T
+from evopose_sdk.training.batches import pack_targets
+from evopose_sdk.training.losses import HeatmapMSE
+from evopose_sdk.training.model import build_model
+from evopose_sdk.training.rundir import load_checkpoint, read_loss_curve
+from evopose_sdk.training.schedules import WarmupCosineDecay
+from evopose_sdk.training.sources import load_sources
+from evopose_sdk.training.train import train
 
 
 def test_warmup_cosine_schedule_values_and_serialisation():
-    s = T.WarmupCosineDecay(1e-3, total_steps=100, warmup_steps=10, min_lr=1e-5)
+    s = WarmupCosineDecay(1e-3, total_steps=100, warmup_steps=10, min_lr=1e-5)
     assert s.value(0) == pytest.approx(1e-4)
     assert s.value(9) == pytest.approx(1e-3)
     assert s.value(10) == pytest.approx(1e-3)
     assert s.value(55) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5), rel=1e-5)
     assert s.value(100) == pytest.approx(1e-5) and s.value(1000) == pytest.approx(1e-5)
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s))
-    assert isinstance(again, T.WarmupCosineDecay) and again.get_config() == s.get_config()
+    assert isinstance(again, WarmupCosineDecay) and again.get_config() == s.get_config()
     with pytest.raises(ValueError, match="invalid schedule"):
-        T.WarmupCosineDecay(0.0, 10)
+        WarmupCosineDecay(0.0, 10)
 
 
 def test_heatmap_loss_ignores_masked_joints():
@@ -38,51 +44,49 @@ def test_heatmap_loss_ignores_masked_joints():
     target = rng.random((2, 8, 6, 3)).astype(np.float32)
     pred = rng.random((2, 8, 6, 3)).astype(np.float32)
     w = np.array([[1, 0, 1], [1, 1, 0]], np.float32)
-    from evopose_sdk.training.data import pack_targets
-
     y = pack_targets(target, w)
-    loss = float(T.HeatmapMSE()(y, pred))
+    loss = float(HeatmapMSE()(y, pred))
     expected = np.mean(w[:, None, None, :] * (pred - target) ** 2)
     assert loss == pytest.approx(expected, rel=1e-5)
     pred2 = pred.copy()
     pred2[0, ..., 1] += 100.0  # a masked joint may predict anything
-    assert float(T.HeatmapMSE()(y, pred2)) == pytest.approx(loss, rel=1e-5)
+    assert float(HeatmapMSE()(y, pred2)) == pytest.approx(loss, rel=1e-5)
 
 
-def _tiny_config(out, **train):
+def _tiny_config(out, **train_opts):
     return cfgmod.load_config("xs", [
         f"data.root={DATA_ROOT}", 'data.sources=["coco128"]', "model.input_hw=[128,96]",
         "train.batch_size=4", "train.epochs=3", "train.warmup_epochs=1", "train.lr=1e-3",
         "data.workers=0", "train.progress=false", "train.log_every_steps=1",
-        f"output.dir={out}", *[f"train.{k}={json.dumps(v)}" for k, v in train.items()]])
+        f"output.dir={out}", *[f"train.{k}={json.dumps(v)}" for k, v in train_opts.items()]])
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     require_data("coco128")
     out = tmp_path_factory.mktemp("full")
-    T.train(_tiny_config(out, max_steps=8))
+    train(_tiny_config(out, max_steps=8))
     return out
 
 
 def test_resume_continues_exactly(uninterrupted, tmp_path):
     # coco128/train: 26 people -> 6 batches of 4 per epoch; stop mid-epoch 0 at step 4
     out = tmp_path / "resumed"
-    path = T.train(_tiny_config(out, max_steps=4))
+    path = train(_tiny_config(out, max_steps=4))
     assert path.name == "step-000000004.keras"
     state = json.loads((out / "state.json").read_text())
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 0, 4)
-    T.train(_tiny_config(out, max_steps=8), resume="must")
-    steps, loss = T.read_loss_curve(out)
-    ref_steps, ref_loss = T.read_loss_curve(uninterrupted)
+    train(_tiny_config(out, max_steps=8), resume="must")
+    steps, loss = read_loss_curve(out)
+    ref_steps, ref_loss = read_loss_curve(uninterrupted)
     assert steps.tolist() == list(range(1, 9)) == ref_steps.tolist()
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-4, atol=1e-6)
-    _, lr = T.read_loss_curve(out, "lr")
-    _, ref_lr = T.read_loss_curve(uninterrupted, "lr")
+    _, lr = read_loss_curve(out, "lr")
+    _, ref_lr = read_loss_curve(uninterrupted, "lr")
     np.testing.assert_allclose(lr, ref_lr, rtol=1e-6)
-    model = T.load_checkpoint(out / json.loads((out / "state.json").read_text())["checkpoint"])
+    model = load_checkpoint(out / json.loads((out / "state.json").read_text())["checkpoint"])
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 8
-    ref = T.load_checkpoint(uninterrupted / json.loads(
+    ref = load_checkpoint(uninterrupted / json.loads(
         (uninterrupted / "state.json").read_text())["checkpoint"])
     for a, b in zip(model.get_weights(), ref.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
@@ -95,9 +99,9 @@ def test_resuming_a_run_that_reached_max_steps_trains_no_further(uninterrupted, 
 
     out = tmp_path / "again"
     shutil.copytree(uninterrupted, out)
-    path = T.train(_tiny_config(out, max_steps=8), resume="must")
+    path = train(_tiny_config(out, max_steps=8), resume="must")
     assert path == out / "checkpoints" / "step-000000008.keras"
-    assert T.read_loss_curve(out)[0].tolist() == list(range(1, 9))
+    assert read_loss_curve(out)[0].tolist() == list(range(1, 9))
     assert json.loads((out / "state.json").read_text())["step"] == 8
 
 
@@ -138,18 +142,18 @@ def test_cli_run_killed_with_sigkill_resumes_where_it_stopped(tmp_path):
             proc.kill()
     killed_at = json.loads(state_path.read_text())["step"]
     assert killed_at >= 4 and killed_at % 2 == 0
-    steps_before, loss_before = T.read_loss_curve(out)
+    steps_before, loss_before = read_loss_curve(out)
     assert steps_before[-1] >= killed_at  # rows past the checkpoint may exist; they are cut
     resumed = _cli(*_cli_args(out, killed_at + 4))
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-3000:]
     assert f"resumed {out} at step {killed_at}" in (out / "train.log").read_text()
-    steps, loss = T.read_loss_curve(out)
+    steps, loss = read_loss_curve(out)
     assert steps.tolist() == list(range(1, killed_at + 5))
     np.testing.assert_array_equal(loss[:killed_at], loss_before[:killed_at])
     assert np.all(np.isfinite(loss))
     state = json.loads(state_path.read_text())
-    model = T.load_checkpoint(out / state["checkpoint"])
+    model = load_checkpoint(out / state["checkpoint"])
     assert state["step"] == killed_at + 4
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == killed_at + 4
 
@@ -187,18 +191,16 @@ def test_short_real_training_learns_keypoints(tmp_path):
     except FileNotFoundError:
         pass
     cfg = cfgmod.load_config("xs", overrides)
-    path = T.train(cfg)
-    from evopose_sdk.training.data import load_sources
-
+    path = train(cfg)
     trained_ids = load_sources([src]).image_ids[:n_people]
-    model = T.load_checkpoint(path, compile=False)
+    model = load_checkpoint(path, compile=False)
     res = evaluate.evaluate_model(model, [src], flip=True, image_ids=trained_ids)
     assert res.num_people == n_people
-    _, loss = T.read_loss_curve(tmp_path, "heatmap_loss")
+    _, loss = read_loss_curve(tmp_path, "heatmap_loss")
     assert loss[-20:].mean() < 0.5 * loss[20:40].mean(), "heatmap loss did not fall"
     # an untrained model of the same architecture scores ~0 on the same people
     keras.utils.set_random_seed(0)
-    base = T.build_model(cfg, 17)
+    base = build_model(cfg, 17)
     base_res = evaluate.evaluate_model(base, [src], flip=True, image_ids=trained_ids)
     assert base_res.stats["AP"] < 0.05
     # Measured (2 shared CPU cores, 330 steps): AP 0.18, AP50 0.63 against 0.00 untrained.
@@ -208,9 +210,10 @@ def test_short_real_training_learns_keypoints(tmp_path):
 
 def test_train_threads_limits_tensorflow_cpu_threads():
     code = ("import os; os.environ['KERAS_BACKEND']='tensorflow';"
-            "from evopose_sdk.training import config as C, train as T;"
+            "from evopose_sdk.training import config as C;"
+            "from evopose_sdk.training.devices import set_cpu_threads;"
             "cfg = C.load_config('xs', ['train.threads=1']);"
-            "T.set_cpu_threads(cfg['train']['threads']);"
+            "set_cpu_threads(cfg['train']['threads']);"
             "import tensorflow as tf;"
             "print(tf.config.threading.get_intra_op_parallelism_threads(),"
             " tf.config.threading.get_inter_op_parallelism_threads())")
@@ -239,7 +242,7 @@ def test_main_weights_file_continues_a_run_as_a_new_stage(uninterrupted, tmp_pat
     cfg["init"]["from"] = str(weights)
     cfg["data"]["augment"].update(truncate_prob=0.5, paste_person_prob=0.5, occlude_prob=0.5,
                                   blur_prob=0.2, lowres_prob=0.2)
-    T.train(cfg)
+    train(cfg)
     report = json.loads((out / "transfer_report.json").read_text())
     assert report["entries"] and {e["status"] for e in report["entries"]} == {"full"}
     with open(out / "train_log.csv") as f:

@@ -171,16 +171,17 @@ def recalibrate(model, pairs: list[str], affines: dict[str, dict], crops: np.nda
 
 def calibration_crops(data_root: Path, input_hw, count: int, seed: int = 0) -> np.ndarray:
     """(count, h, w, 3) float32 plain crops of training people from every source."""
-    from evopose_sdk.training import data as datamod
+    from evopose_sdk.training.samples import make_sample
+    from evopose_sdk.training.sources import load_sources, read_image_rgb, sources_in_root
 
-    specs = datamod.sources_in_root(data_root, split="train")
-    records = datamod.load_sources(specs)
+    specs = sources_in_root(data_root, split="train")
+    records = load_sources(specs)
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(records), size=min(count, len(records)), replace=False)
     crops = []
     for i in pick:
-        img = datamod.read_image_rgb(records.image_paths[i])
-        s = datamod.make_sample(img, records.boxes_xywh[i], records.keypoints[i], input_hw, 4)
+        img = read_image_rgb(records.image_paths[i])
+        s = make_sample(img, records.boxes_xywh[i], records.keypoints[i], input_hw, 4)
         crops.append(s["image"])
     return np.stack(crops).astype(np.float32)
 
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
         return 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from evopose_sdk.training.train import save_keras_atomic
+    from evopose_sdk.training.rundir import save_keras_atomic
     save_keras_atomic(model, out)
     log.info("wrote %s", out)
     return 0

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     state = json.loads(state_path.read_text(encoding="utf-8"))
     from evopose_sdk.training import transfer
-    from evopose_sdk.training.train import load_checkpoint
+    from evopose_sdk.training.rundir import load_checkpoint
 
     model = load_checkpoint(args.run / state["checkpoint"], compile=False)
     cfg = json.loads((args.run / "config.json").read_text(encoding="utf-8"))

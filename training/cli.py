@@ -107,11 +107,11 @@ def _eval_main(argv: list[str]) -> int:
     p.add_argument("--log-file")
     args = p.parse_args(argv)
     _setup_logging(args.log_file, False)
-    from evopose_sdk.training import data as datamod  # noqa: PLC0415
     from evopose_sdk.training import evaluate  # noqa: PLC0415
+    from evopose_sdk.training import sources as srcmod  # noqa: PLC0415
 
-    srcs = [s for s in datamod.sources_in_root(args.data, args.split)
-            if datamod.filter_coco_split(datamod.read_coco_json(s.annotations),
+    srcs = [s for s in srcmod.sources_in_root(args.data, args.split)
+            if srcmod.filter_coco_split(srcmod.read_coco_json(s.annotations),
                                          args.split)["annotations"]]
     res = evaluate.evaluate_model(args.model, srcs, detections=args.detections,
                                   flip=not args.no_flip, results_path=args.results,
@@ -138,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cfg, indent=2))
         return 0
     _setup_logging(args.log_file, args.verbose)
-    from evopose_sdk.training import data as datamod  # noqa: PLC0415
+    from evopose_sdk.training import sources as srcmod  # noqa: PLC0415
     from evopose_sdk.training.train import train  # noqa: PLC0415
 
     try:
         path = train(cfg, resume=args.resume)
-    except (cfgmod.ConfigError, datamod.DataError, FileExistsError, FileNotFoundError) as exc:
+    except (cfgmod.ConfigError, srcmod.DataError, FileExistsError, FileNotFoundError) as exc:
         log.error("%s", exc)
         print(f"evopose-train: error: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from evopose_sdk import geometry
 from evopose_sdk.card import atomic_write_text
 from evopose_sdk.decode import decode_heatmaps, flip_back
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_SIGMAS
-from evopose_sdk.training import data as datamod
+from evopose_sdk.training import sources as srcmod
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def merged_ground_truth(sources: Sequence, max_images: int | None = None,
     """
     images, anns, cats, paths = [], [], None, {}
     for s in sources:
-        spec = datamod.SourceSpec.from_any(s)
-        coco = datamod.filter_coco_split(datamod.read_coco_json(spec.annotations), spec.split)
+        spec = srcmod.SourceSpec.from_any(s)
+        coco = srcmod.filter_coco_split(srcmod.read_coco_json(spec.annotations), spec.split)
         cats = cats or coco["categories"]
         for im in coco["images"]:
             paths[im["id"]] = str(Path(spec.images) / im["file_name"])
@@ -174,14 +174,14 @@ def evaluate_model(
     """
 
     if isinstance(model, str | os.PathLike):
-        from evopose_sdk.training.train import load_checkpoint  # noqa: PLC0415
+        from evopose_sdk.training.rundir import load_checkpoint  # noqa: PLC0415
 
         model = load_checkpoint(model, compile=False)
     gt, paths = merged_ground_truth(sources, max_images, image_ids)
     cat = next((c for c in gt["categories"] if c.get("keypoints")), None)
     if cat is None:
-        raise datamod.DataError("the ground truth has no keypoint category")
-    kset = datamod.keypoint_set_from_category(cat, flip_pairs)
+        raise srcmod.DataError("the ground truth has no keypoint category")
+    kset = srcmod.keypoint_set_from_category(cat, flip_pairs)
     k = kset.num_keypoints
     if k != model.output_shape[-1]:
         raise ValueError(f"model predicts {model.output_shape[-1]} keypoints, data has {k}")
@@ -192,7 +192,7 @@ def evaluate_model(
         people = boxes[im["id"]]
         if not people:
             continue
-        image = datamod.read_image_rgb(paths[im["id"]])
+        image = srcmod.read_image_rgb(paths[im["id"]])
         xy, sc = predict_image_people(model, image, [b for b, _, _ in people], flip=flip,
                                       flip_pairs=kset.flip_pairs, decode=decode,
                                       batch_size=batch_size)

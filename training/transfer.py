@@ -388,7 +388,7 @@ def initialize(model, source: str | os.PathLike) -> TransferReport:
     if path.suffix == ".keras":
         import keras  # noqa: PLC0415
 
-        from evopose_sdk.training.train import CUSTOM_OBJECTS  # noqa: PLC0415
+        from evopose_sdk.training.model import CUSTOM_OBJECTS  # noqa: PLC0415
 
         parent = keras.saving.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
         return transfer_into_model(weights_of(parent), model, path.name)

@@ -97,10 +97,10 @@ def validation_arrays(train_cfg: Mapping, input_hw: Sequence[int], stride: int,
     Returns:
         images (N, h, w, 3) uint8, heatmaps (N, h/s, w/s, K) float32, weights (N, K) float32.
     """
-    from evopose_sdk.training import data as datamod  # noqa: PLC0415
-    from evopose_sdk.training import train as trainmod  # noqa: PLC0415
+    from evopose_sdk.training.batches import KeypointBatches  # noqa: PLC0415
+    from evopose_sdk.training.sources import load_sources, val_sources  # noqa: PLC0415
 
-    specs = trainmod.val_sources(train_cfg)
+    specs = val_sources(train_cfg)
     if not specs:
         raise SearchStateError("the training config has no validation data (data.val_root / "
                                "data.root with images of data.val_split)")
@@ -108,12 +108,11 @@ def validation_arrays(train_cfg: Mapping, input_hw: Sequence[int], stride: int,
     key = (json.dumps([[s.annotations, s.images, s.split] for s in specs]),
            tuple(int(v) for v in input_hw), int(stride), max_people, d["sigma"])
     if key not in _VAL_CACHE:
-        records = datamod.load_sources(specs, d["flip_pairs"], int(d["min_keypoints"]))
+        records = load_sources(specs, d["flip_pairs"], int(d["min_keypoints"]))
         if max_people and len(records) > max_people:
             records = records.subset(np.arange(int(max_people)))
-        batches = datamod.KeypointBatches(records, tuple(input_hw), int(stride), 1,
-                                          augment=False, shuffle=False, drop_last=False,
-                                          sigma=d["sigma"])
+        batches = KeypointBatches(records, tuple(input_hw), int(stride), 1, augment=False,
+                                  shuffle=False, drop_last=False, sigma=d["sigma"])
         samples = [batches.sample(p) for p in range(len(batches.order))]
         _VAL_CACHE[key] = (np.stack([s["image"] for s in samples]),
                            np.stack([s["heatmaps"] for s in samples]).astype(np.float32),
@@ -145,8 +144,9 @@ def train_child(spec: Mapping) -> dict:
     """
     import keras  # noqa: PLC0415
 
-    from evopose_sdk.training import train as trainmod  # noqa: PLC0415
     from evopose_sdk.training.network import count_macs, count_params  # noqa: PLC0415
+    from evopose_sdk.training.rundir import load_checkpoint  # noqa: PLC0415
+    from evopose_sdk.training.train import train  # noqa: PLC0415
 
     cfg = SearchConfig.from_any(spec["config"])
     record = spec["record"]
@@ -159,13 +159,13 @@ def train_child(spec: Mapping) -> dict:
         import tensorflow as tf  # noqa: PLC0415
 
         tf.config.run_functions_eagerly(bool(cfg.eager))
-    final = trainmod.train(tc, resume="auto")
+    final = train(tc, resume="auto")
     seconds = time.time() - t0
     state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
     if not state.get("finished"):  # SIGINT/SIGTERM: train() checkpointed and returned early
         raise SearchInterrupted(f"{record['id']} stopped at step {state['step']} of "
                                 f"{state['total_steps']}; resume the search to finish it")
-    model = trainmod.load_checkpoint(final, compile=False)
+    model = load_checkpoint(final, compile=False)
     stride = gt.heatmap_stride(record["genotype"])
     images, hms, wts = validation_arrays(tc, cfg.input_hw, stride, cfg.val_max_people)
     loss = validation_loss(model, images, hms, wts, cfg.val_batch_size)
