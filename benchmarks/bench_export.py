@@ -47,8 +47,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    from evopose_sdk.backends import make_backend
     from evopose_sdk.export import export_model
-    from evopose_sdk.export.parity import runner_for
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
@@ -63,14 +63,15 @@ def main() -> None:
         for row in rows:
             f = res[row["format"]]
             h, w = f.card.input_size
-            runner = runner_for(f.path, threads=args.threads)
+            backend = make_backend(f.path, threads=args.threads)
             x = np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype(np.float32)
-            runner(x)
+            backend.run(x)
             times = []
             for _ in range(args.repeats):
                 t = time.perf_counter()
-                runner(x)
+                backend.run(x)
                 times.append(time.perf_counter() - t)
+            backend.close()
             row["infer_ms_b1"] = 1000 * float(np.median(times))
             row["kp_within_1px"] = f.parity["keypoints_px"]["within_1px"]
             row["hm_mean_rel"] = f.parity["heatmap"]["mean_abs_diff_rel_range"]

@@ -81,23 +81,30 @@ def native_stderr_to_log(what: str) -> Iterator[None]:
                     logger.warning("%s: %s", what, line.strip())
 
 
+def _model_source(model: str | os.PathLike | bytes, suffix: str) -> tuple[Path, bytes | None]:
+    """(path used in messages, model bytes or None) of a file path or in-memory model."""
+    if isinstance(model, bytes | bytearray):
+        return Path(f"<in-memory model>{suffix}"), bytes(model)
+    return Path(model), None
+
+
 class OnnxBackend:
     """ONNX Runtime (CPU by default) with a dynamic or fixed batch dimension.
 
     Args:
-        path: ``.onnx`` file.
+        path: ``.onnx`` file, or the serialised model as bytes (export parity).
         threads: intra-op threads (None = onnxruntime's default, all cores).
         input_name, output_name: tensor names (from the card); the only input/output is used
             when the file has just one.
         providers: onnxruntime execution providers (default CPU).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None,
+    def __init__(self, path: str | os.PathLike | bytes, threads: int | None = None,
                  input_name: str = "image", output_name: str = "heatmaps",
                  providers: list[str] | None = None) -> None:
         import onnxruntime as ort
 
-        self.path = Path(path)
+        self.path, content = _model_source(path, ".onnx")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)
@@ -109,7 +116,7 @@ class OnnxBackend:
         opts.enable_mem_pattern = False
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=opts,
+                content if content is not None else str(self.path), sess_options=opts,
                 providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own exception types
             raise ModelError(f"cannot load ONNX model {self.path}: {exc}") from None
@@ -162,21 +169,24 @@ class TFLiteBackend:
     """LiteRT (``ai_edge_litert``) interpreter for fp32, fp16 and int8 files.
 
     The interpreter has a fixed batch of 1, so crops run one after another, as on a phone.
-    Integer input (uint8/int8) is quantised with the file's scale and zero point; integer
-    output is dequantised the same way.
+    Integer input (uint8/int8) is quantised with the file's scale and zero point
+    (``input_quantization``); integer output is dequantised the same way. ``path`` may also be
+    the model as bytes (export parity).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None,
+    def __init__(self, path: str | os.PathLike | bytes, threads: int | None = None,
                  input_name: str = "image", output_name: str = "heatmaps") -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise ModelError("the TFLite backend needs ai-edge-litert: pip install "
                              "'evopose-sdk[tflite]'") from None
-        self.path = Path(path)
+        self.path, content = _model_source(path, ".tflite")
+        source = {"model_content": content} if content is not None else \
+            {"model_path": str(self.path)}
         try:
             with native_stderr_to_log(self.path.name):
-                self.interpreter = Interpreter(model_path=str(self.path),
+                self.interpreter = Interpreter(**source,
                                                num_threads=int(threads) if threads else None)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
@@ -197,13 +207,14 @@ class TFLiteBackend:
         self.input_hw = (shape[1], shape[2])
         self.input_dtype = np.dtype(self._in["dtype"])
         self.output_dtype = np.dtype(self._out["dtype"])
-        self._in_q = self._in.get("quantization", (0.0, 0))
+        #: (scale, zero point) of the input; (0.0, 0) for float input.
+        self.input_quantization: tuple[float, int] = tuple(self._in.get("quantization", (0.0, 0)))
         self._out_q = self._out.get("quantization", (0.0, 0))
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
         if self.input_dtype.kind == "f":
             return x.astype(self.input_dtype)
-        scale, zero = self._in_q
+        scale, zero = self.input_quantization
         if not scale:
             raise ModelError(f"{self.path.name}: integer input without quantisation parameters")
         info = np.iinfo(self.input_dtype)
@@ -236,9 +247,13 @@ class TFLiteBackend:
 BACKENDS = {"onnxruntime": OnnxBackend, "onnx": OnnxBackend, "tflite": TFLiteBackend}
 
 
-def make_backend(path: str | os.PathLike, backend: str | None = None, threads: int | None = None,
-                 input_name: str = "image", output_name: str = "heatmaps") -> Backend:
-    """Backend for a model file; ``backend=None`` picks it from the file extension."""
+def make_backend(path: str | os.PathLike | bytes, backend: str | None = None,
+                 threads: int | None = None, input_name: str = "image",
+                 output_name: str = "heatmaps") -> Backend:
+    """Backend for a model file (or in-memory model bytes, then with ``backend`` given);
+    ``backend=None`` picks it from the file extension."""
+    if backend is None and isinstance(path, bytes | bytearray):
+        raise ValueError("an in-memory model needs backend='onnxruntime' or 'tflite'")
     if backend is None:
         backend = "tflite" if str(path).lower().endswith(".tflite") else "onnxruntime"
     if backend not in BACKENDS:

@@ -4,16 +4,14 @@ Pipeline of :meth:`PoseEstimator.estimate`:
 
 1. load/convert the image to HxWx3 uint8 BGR (:mod:`evopose_sdk.io`);
 2. person boxes from the detector (or the caller), clipped to the image, top ``max_people``;
-3. one affine crop per box at the model's aspect ratio, padded ``box_padding`` times
-   (:mod:`evopose_sdk.geometry`), BGR -> RGB, all crops of the image in ONE batch; with
-   ``flip_test`` the mirrored crops are appended to the same batch;
-4. heatmaps; flipped ones are mirrored back with left/right channels swapped
-   (:func:`evopose_sdk.decode.flip_back`, exact under the pixel-centre convention) and
-   averaged with the plain ones;
-5. decoding (``"dark"``, ``"quarter"`` or ``"argmax"``), heatmap cells -> crop pixels ->
-   image pixels through the inverse affine;
-6. instance score = mean of the keypoint scores above ``keypoint_score_floor`` (the plain
-   mean if none is) x detector box score; OKS-NMS drops duplicate people; people sorted by instance score.
+3. crops, heatmaps and decoding by the one top-down pipeline,
+   :class:`evopose_sdk.topdown.TopDownPipeline`, with the backend as its ``run``: one affine
+   crop per box padded ``box_padding`` times, all crops of the image in ONE batch (mirrored
+   crops appended with ``flip_test``), flip back, :class:`evopose_sdk.codec.HeatmapCodec`
+   decoding (``"dark"``, ``"quarter"`` or ``"argmax"``), inverse affine to image pixels;
+4. instance score = mean of the keypoint scores above ``keypoint_score_floor`` (the plain
+   mean if none is) x detector box score; OKS-NMS drops duplicate people; people sorted by
+   instance score.
 """
 
 from __future__ import annotations
@@ -25,26 +23,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from evopose_sdk.backends import make_backend
 from evopose_sdk.card import ModelCard
-from evopose_sdk.decode import DECODE_METHODS, decode_heatmaps, flip_back
+from evopose_sdk.codec import HeatmapCodec
+from evopose_sdk.decode import DECODE_METHODS
 from evopose_sdk.detectors import Detector, make_detector, validate_boxes
 from evopose_sdk.errors import ModelError
-from evopose_sdk.geometry import (
-    apply_affine,
-    box_to_center_size,
-    crop_affine,
-    heatmap_to_crop,
-    invert_affine,
-    warp_crop,
-)
 from evopose_sdk.io import DEFAULT_MAX_IMAGE_PIXELS, load_image
 from evopose_sdk.nms import oks_nms
 from evopose_sdk.registry import DEFAULT_MODEL, resolve_model
 from evopose_sdk.result import PoseResult
+from evopose_sdk.topdown import DEFAULT_KEYPOINT_SCORE_FLOOR, TopDownPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +94,7 @@ class PoseEstimatorOptions:
     oks_nms: float | None = 0.9
     detector_score_threshold: float | None = None
     detector_nms_iou: float | None = None
-    keypoint_score_floor: float = 0.2
+    keypoint_score_floor: float = DEFAULT_KEYPOINT_SCORE_FLOOR
     precision: str | None = None
     verify_sha256: bool = True
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
@@ -218,8 +209,10 @@ class PoseEstimator:
                 threads=options.threads)
         else:
             self.detector = make_detector(options.detector)
-        self._flip_pairs = [tuple(p) for p in self.card.flip_pairs]
-        self._aspect = self.card.input_size[1] / self.card.input_size[0]
+        self.pipeline = TopDownPipeline(
+            HeatmapCodec.from_card(self.card, decode_method=options.decode),
+            self.card.flip_pairs, flip_test=options.flip_test, padding=options.box_padding,
+            keypoint_score_floor=options.keypoint_score_floor, max_batch=options.max_batch)
 
     # -- context manager ---------------------------------------------------------------
     def __enter__(self) -> PoseEstimator:
@@ -321,12 +314,9 @@ class PoseEstimator:
         return PoseResult.empty(image_hw, self.card.keypoint_names, self.card.skeleton, speed)
 
     def _run_model(self, crops: np.ndarray) -> np.ndarray:
-        mb = self.options.max_batch
-        if mb is None or len(crops) <= mb:
-            hm = self.backend.run(crops)
-        else:
-            hm = np.concatenate([self.backend.run(crops[i:i + mb])
-                                 for i in range(0, len(crops), mb)], axis=0)
+        """The pipeline's ``run``: the backend, with the card's output shape checked once
+        and non-finite heatmaps refused."""
+        hm = self.backend.run(crops)
         if not self._checked_output:
             want = (*self.card.heatmap_size, self.card.num_keypoints)
             if tuple(hm.shape[1:]) != want:
@@ -358,33 +348,13 @@ class PoseEstimator:
         if n == 0:
             speed.update(preprocess=(time.perf_counter() - t0) * 1000.0, pose=0.0, postprocess=0.0)
             return self._empty((h, w), speed)
-        in_h, in_w = self.card.input_size
-        mats = np.zeros((n, 2, 3), np.float64)
-        crops = np.zeros((n * (2 if opts.flip_test else 1), in_h, in_w, 3), np.float32)
-        for i, box in enumerate(boxes):
-            center, size = box_to_center_size(box, self._aspect, opts.box_padding)
-            mats[i] = crop_affine(center, size, (in_h, in_w))
-            crop = warp_crop(img, mats[i], (in_h, in_w))
-            crops[i] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-        if opts.flip_test:
-            crops[n:] = crops[:n, :, ::-1, :]
+        crops = self.pipeline.preprocess(img, boxes)
         t1 = time.perf_counter()
-        heatmaps = self._run_model(crops)
+        heatmaps = self.pipeline.heatmaps(self._run_model, crops.images)
         t2 = time.perf_counter()
-        if opts.flip_test:
-            heatmaps = 0.5 * (heatmaps[:n] + flip_back(heatmaps[n:], self._flip_pairs))
-        coords, kp_scores = decode_heatmaps(heatmaps, opts.decode)
-        crop_xy = heatmap_to_crop(coords, self.card.heatmap_stride)
-        img_xy = np.stack([apply_affine(crop_xy[i], invert_affine(mats[i])) for i in range(n)])
-        kp_scores = kp_scores.astype(np.float32)
-        strong = kp_scores > opts.keypoint_score_floor
-        # People with no keypoint above the floor keep their (small) plain mean, so weak
-        # detections still rank among themselves instead of tying at 0.
-        mean_strong = np.where(strong.any(axis=1),
-                               (kp_scores * strong).sum(axis=1) / np.maximum(strong.sum(axis=1), 1),
-                               kp_scores.mean(axis=1))
-        inst = (mean_strong * box_scores).astype(np.float32)
-        keypoints = np.concatenate([img_xy.astype(np.float32), kp_scores[..., None]], axis=-1)
+        poses = self.pipeline.postprocess(heatmaps, crops.matrices, box_scores)
+        img_xy, inst = poses.keypoints_xy, poses.instance_scores
+        keypoints = poses.keypoints
         if keep_order:
             keep = np.arange(n)
         else:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from evopose_sdk.backends import make_backend
 from evopose_sdk.card import (
     ONNX_METADATA_KEY,
     ModelCard,
@@ -21,6 +22,7 @@ from evopose_sdk.card import (
     card_path_for,
     sha256_file,
 )
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.export.crops import (
     CropSet,
     crops_from_coco,
@@ -254,7 +256,8 @@ def export_model(
                           f"{(*source.input_hw, 3)}")
     parity_set = crops.take(slice(0, n_parity))
     calib_set = crops.take(slice(n_parity, None)) if len(crops) > n_parity else parity_set
-    reference = parity.keras_heatmaps(source.model, parity_set.images)
+    codec = HeatmapCodec(source.input_hw, source.heatmap_stride, decode_method=decode)
+    reference = parity.parity_heatmaps(parity.keras_run(source.model), parity_set.images, codec)
 
     out = Path(out_dir)
     stem = stem or source.file_stem
@@ -269,12 +272,12 @@ def export_model(
         if fmt == "onnx":
             proto = converters.to_onnx(source.model, opset)
             graph_bytes = proto.SerializeToString()
-            runner = parity.OnnxRunner(graph_bytes, threads)
-            candidate = runner(parity_set.images)
-            one = runner(parity_set.images[:1])
+            backend = make_backend(graph_bytes, "onnxruntime", threads)
+            candidate = parity.parity_heatmaps(backend.run, parity_set.images, codec)
+            one = backend.run(parity_set.images[:1])
             if not np.allclose(one, candidate[:1], rtol=1e-4, atol=1e-6 * (1 + np.abs(one).max())):
                 raise ExportError("the ONNX graph gives different results at batch 1 and "
-                                  f"batch {len(parity_set)}")
+                                  f"batch {min(len(parity_set), parity.PARITY_BATCH)}")
             recipe["export"]["opset"] = opset
             io = {"input": "float32 (N, H, W, 3)", "output": "float32 (N, h, w, K)"}
             path = out / f"{stem}.onnx"
@@ -290,12 +293,13 @@ def export_model(
             else:
                 io = {"input": "float32 (1, H, W, 3)", "output": "float32 (1, h, w, K)"}
             file_bytes = converters.to_tflite(source.model, precision, rep, calibration)
-            runner = parity.TFLiteRunner(file_bytes, threads)
-            candidate = runner(parity_set.images)
-            io["input_quantization"] = [float(v) for v in runner.input["quantization"]]
+            backend = make_backend(file_bytes, "tflite", threads)
+            candidate = parity.parity_heatmaps(backend.run, parity_set.images, codec)
+            io["input_quantization"] = [float(v) for v in backend.input_quantization]
             path = out / f"{stem}_{precision}.tflite"
 
-        report = parity.compare_heatmaps(reference, candidate, source.heatmap_stride, decode)
+        backend.close()
+        report = parity.compare_heatmaps(reference, candidate, codec)
         report = {"file": path.name, "format": fmt, "precision": precision,
                   "reference": REFERENCE, "model_source": source.origin,
                   "trained": source.trained,

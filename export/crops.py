@@ -1,8 +1,9 @@
 """Real person crops for int8 calibration and parity checks.
 
-Crops are built exactly as the runtime builds them (:mod:`evopose_sdk.geometry`): a person box
--> centre and size at the model's aspect ratio (padded 1.25x) -> one affine warp. They are
-returned as float32 RGB 0-255, NHWC, the model's input contract.
+Crops are built by the runtime's own preprocessing (:func:`evopose_sdk.topdown.box_affine` and
+:func:`evopose_sdk.topdown.warp_crops`): a person box -> centre and size at the model's aspect
+ratio (padded 1.25x) -> one affine warp. They are returned as float32 RGB 0-255, NHWC, the
+model's input contract.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from evopose_sdk import geometry
 from evopose_sdk.export.errors import ExportError
+from evopose_sdk.topdown import box_affine, warp_crops
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +63,8 @@ def crop_person(image_bgr: np.ndarray, box_xyxy: Sequence[float], input_hw: tupl
     ``scale`` and ``shift_xy`` (fractions of the crop size) perturb the crop the way a detector's
     box would vary; both default to none.
     """
-    h, w = input_hw
-    center, size = geometry.box_to_center_size(box_xyxy, w / h, padding)
-    size = size * float(scale)
-    center = center + np.asarray(shift_xy, np.float64) * size
-    matrix = geometry.crop_affine(center, size, (h, w))
-    crop = geometry.warp_crop(image_bgr, matrix, (h, w))
-    return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)
+    matrix = box_affine(box_xyxy, input_hw, padding, scale, shift_xy)
+    return warp_crops(image_bgr, matrix[None], input_hw, "bgr")[0]
 
 
 #: Deterministic perturbations used to draw more than one crop from a box.
