@@ -26,12 +26,21 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
-CONV_KERNEL_INITIALIZER = keras.initializers.VarianceScaling(
-    scale=2.0, mode="fan_out", distribution="truncated_normal")
-#: The heatmap layer starts near zero (as SimpleBaseline's final layer: normal, std 0.001), so
-#: an untrained net predicts empty heatmaps instead of O(1) noise and training does not spend
-#: its first thousand steps unlearning that noise.
-FINAL_KERNEL_INITIALIZER = keras.initializers.RandomNormal(stddev=0.001)
+
+
+# Initializers are made per layer, at build time: an instance made at import draws its seed
+# before ``keras.utils.set_random_seed`` runs, so two processes with the same seed would start
+# from different weights (and one shared instance gives equal-shaped layers equal weights).
+def conv_kernel_initializer() -> keras.initializers.Initializer:
+    """He-style truncated normal (fan out), as EfficientNet's convolutions."""
+    return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out",
+                                              distribution="truncated_normal")
+
+
+def final_kernel_initializer() -> keras.initializers.Initializer:
+    """Normal with std 0.001 for the heatmap layer (as SimpleBaseline's final layer), so an
+    untrained net predicts empty heatmaps instead of O(1) noise that training must unlearn."""
+    return keras.initializers.RandomNormal(stddev=0.001)
 
 #: Fixed per-stage settings of the MBConv blocks (EfficientNet-B0).
 EXPAND_RATIOS = (1, 6, 6, 6, 6, 6, 6)
@@ -76,12 +85,12 @@ def _mbconv(x, *, name: str, filters_out: int, kernel_size: int, strides: int,
     filters = filters_in * expand_ratio
     if expand_ratio != 1:
         x = layers.Conv2D(filters, 1, padding="same", use_bias=False,
-                          kernel_initializer=CONV_KERNEL_INITIALIZER,
+                          kernel_initializer=conv_kernel_initializer(),
                           kernel_regularizer=regularizer, name=name + "expand_conv")(x)
         x = layers.BatchNormalization(name=name + "expand_bn")(x)
         x = layers.Activation(activation, name=name + "expand_activation")(x)
     x = layers.DepthwiseConv2D(kernel_size, strides=strides, padding="same", use_bias=False,
-                               depthwise_initializer=CONV_KERNEL_INITIALIZER,
+                               depthwise_initializer=conv_kernel_initializer(),
                                depthwise_regularizer=regularizer, name=name + "dwconv")(x)
     x = layers.BatchNormalization(name=name + "bn")(x)
     x = layers.Activation(activation, name=name + "activation")(x)
@@ -89,14 +98,14 @@ def _mbconv(x, *, name: str, filters_out: int, kernel_size: int, strides: int,
         filters_se = max(1, int(filters_in * se_ratio))
         se = layers.GlobalAveragePooling2D(name=name + "se_squeeze", keepdims=True)(x)
         se = layers.Conv2D(filters_se, 1, padding="same", activation=activation,
-                           kernel_initializer=CONV_KERNEL_INITIALIZER,
+                           kernel_initializer=conv_kernel_initializer(),
                            kernel_regularizer=regularizer, name=name + "se_reduce")(se)
         se = layers.Conv2D(filters, 1, padding="same", activation="sigmoid",
-                           kernel_initializer=CONV_KERNEL_INITIALIZER,
+                           kernel_initializer=conv_kernel_initializer(),
                            kernel_regularizer=regularizer, name=name + "se_expand")(se)
         x = layers.Multiply(name=name + "se_excite")([x, se])
     x = layers.Conv2D(filters_out, 1, padding="same", use_bias=False,
-                      kernel_initializer=CONV_KERNEL_INITIALIZER,
+                      kernel_initializer=conv_kernel_initializer(),
                       kernel_regularizer=regularizer, name=name + "project_conv")(x)
     x = layers.BatchNormalization(name=name + "project_bn")(x)
     if strides == 1 and filters_in == filters_out:
@@ -159,7 +168,7 @@ def build_evopose(
         var = [(255.0 * s) ** 2 for s in IMAGENET_STD_RGB]
         x = layers.Normalization(mean=mean, variance=var, name="input_normalization")(x)
     x = layers.Conv2D(gt.round_filters(32, width), 3, strides=2, padding="same", use_bias=False,
-                      kernel_initializer=CONV_KERNEL_INITIALIZER, kernel_regularizer=regularizer,
+                      kernel_initializer=conv_kernel_initializer(), kernel_regularizer=regularizer,
                       name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.Activation(activation, name="stem_activation")(x)
@@ -179,13 +188,13 @@ def build_evopose(
     for i in range(3):
         x = layers.Conv2DTranspose(gt.round_filters(head_channels, width), head_kernel, strides=2,
                                    padding="same", use_bias=False,
-                                   kernel_initializer=CONV_KERNEL_INITIALIZER,
+                                   kernel_initializer=conv_kernel_initializer(),
                                    kernel_regularizer=regularizer,
                                    name=f"head_block{i + 1}_conv")(x)
         x = layers.BatchNormalization(name=f"head_block{i + 1}_bn")(x)
         x = layers.Activation(activation, name=f"head_block{i + 1}_activation")(x)
     x = layers.Conv2D(num_keypoints, final_kernel, padding="same", use_bias=True,
-                      kernel_initializer=FINAL_KERNEL_INITIALIZER, kernel_regularizer=regularizer,
+                      kernel_initializer=final_kernel_initializer(), kernel_regularizer=regularizer,
                       name="final_conv")(x)
     return keras.Model(img, x, name=name)
 
