@@ -18,14 +18,13 @@ Only the standard library is imported here, so ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from evopose_sdk._env import set_env_defaults
 from evopose_sdk.errors import EvoPoseError, RunInterrupted
@@ -154,27 +153,40 @@ def _remove_handlers() -> None:
         handler.close()
 
 
-@contextlib.contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
-    """While active, SIGINT and SIGTERM raise ``KeyboardInterrupt("SIGINT")`` (or
-    ``"SIGTERM"``), except a signal the process started with ignored; commands that stop
-    gracefully install their own handlers inside."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Interrupts:
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt("SIGINT")`` (or ``"SIGTERM"``) while
+    active, except a signal the process started with ignored; commands that stop gracefully
+    install their own handlers inside. A KeyboardInterrupt that Python could not raise (the
+    signal came while it ran a finaliser or a gc callback, e.g. TensorFlow's) is kept in
+    ``swallowed``, silently, so the command still ends with exit 130."""
 
-    def handle(signum: int, _frame: object) -> None:
+    def __init__(self) -> None:
+        self.swallowed: str | None = None
+        self._old: dict[int, object] = {}
+        self._old_hook = sys.unraisablehook
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handle)
+            sys.unraisablehook = self._unraisable
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        sys.unraisablehook = self._old_hook
+
+    @staticmethod
+    def _handle(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig, handler in old.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, handle)
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+    def _unraisable(self, info: sys.UnraisableHookArgs) -> None:
+        if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+            self.swallowed = self.swallowed or (str(info.exc_value) or "SIGINT")
+        else:
+            self._old_hook(info)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -207,8 +219,11 @@ def run_main(prog: str, body: Callable[[list[str]], int], argv: Sequence[str] | 
     setup_logging(prog)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        with _signals_as_interrupt():
-            return body(args)
+        with _Interrupts() as interrupts:
+            code = body(args)
+        if interrupts.swallowed:
+            raise KeyboardInterrupt(interrupts.swallowed)
+        return code
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
     except KeyboardInterrupt as exc:

@@ -9,48 +9,27 @@ Examples::
         --log-file runs/s/train.log > /dev/null 2>&1 &
     evopose-train --print-config --config xs --set train.epochs=3  # show the resolved config
     evopose-train eval runs/s/final.keras --data data              # COCO AP on dev_val
+
+SIGINT or SIGTERM finishes the step in hand, writes a checkpoint and exits 130; running the
+same command again resumes. Exit codes (:mod:`evopose_sdk.cli_shell`): 0 ok, 1 error (one
+line), 2 usage or a bad config, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
-import sys
-from pathlib import Path
+from collections.abc import Sequence
 
-log = logging.getLogger("evopose_sdk.training")
+from evopose_sdk.cli_shell import ArgumentParser, add_verbosity_options, run_main, setup_logging
+from evopose_sdk.errors import RunInterrupted
 
-
-def _env_defaults() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # oneDNN kernels: 36 vs 27 img/s for S at 128x96 on 2 cores (results differ from the
-    # plain kernels only by float round-off); the tests pin TF_ENABLE_ONEDNN_OPTS=0
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+PROG = "evopose-train"
 
 
-def _setup_logging(log_file: str | None, verbose: bool, logger: str = "evopose_sdk") -> None:
-    """Log ``logger`` at INFO (DEBUG if verbose), the rest of evopose_sdk and other libraries
-    at WARNING, to stderr and optionally to ``log_file``."""
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.WARNING)
-    logging.getLogger("evopose_sdk").setLevel(logging.WARNING)
-    logging.getLogger(logger).setLevel(logging.DEBUG if verbose else logging.INFO)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    for h in handlers:
-        h.setFormatter(fmt)
-        root.addHandler(h)
-
-
-def _train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="evopose-train", description="Train or resume an EvoPose2D model.",
+def _train_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog=PROG, description="Train or resume an EvoPose2D model.",
         epilog="Any config field: --set section.key=value (e.g. train.epochs=3, "
                "data.workers=4, model.input_hw=[128,96]). 'evopose-train eval -h' evaluates.")
     p.add_argument("--config", "-c", default="s",
@@ -74,11 +53,11 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config and exit")
-    p.add_argument("--verbose", "-v", action="store_true")
+    add_verbosity_options(p)
     return p
 
 
-def _overrides(args) -> list[str]:
+def _overrides(args: argparse.Namespace) -> list[str]:
     sets = []
     flag_map = {"data": "data.root", "out": "output.dir", "init": "init.from",
                 "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
@@ -89,14 +68,13 @@ def _overrides(args) -> list[str]:
         v = getattr(args, attr)
         if v is not None:
             sets.append(f"{key}={json.dumps(v) if not isinstance(v, str) else v}")
-    if args.no_progress:
+    if args.no_progress or args.quiet:
         sets.append("train.progress=false")
     return sets + list(args.set)
 
 
 def _eval_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="evopose-train eval",
-                                description="COCO keypoint AP of a .keras model.")
+    p = ArgumentParser(prog=f"{PROG} eval", description="COCO keypoint AP of a .keras model.")
     p.add_argument("model", help=".keras checkpoint")
     p.add_argument("--data", required=True, help="data root (sources with images of --split)")
     p.add_argument("--split", default="dev_val")
@@ -104,9 +82,11 @@ def _eval_main(argv: list[str]) -> int:
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--results", help="write COCO keypoint results JSON here")
     p.add_argument("--max-images", type=int)
-    p.add_argument("--log-file")
+    p.add_argument("--log-file", help="also log to this file")
+    add_verbosity_options(p)
     args = p.parse_args(argv)
-    _setup_logging(args.log_file, False)
+    setup_logging(f"{PROG} eval", args.quiet, args.verbose, log_file=args.log_file,
+                  timestamps=True)
     from evopose_sdk.training import evaluate  # noqa: PLC0415
     from evopose_sdk.training import sources as srcmod  # noqa: PLC0415
 
@@ -120,35 +100,38 @@ def _eval_main(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``evopose-train``."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    _env_defaults()
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "eval":
         return _eval_main(argv[1:])
-    args = _train_parser().parse_args(argv)
+    parser = _train_parser()
+    args = parser.parse_args(argv)
     from evopose_sdk.training import config as cfgmod  # noqa: PLC0415
 
     try:
         cfg = cfgmod.load_config(args.config, _overrides(args))
     except cfgmod.ConfigError as exc:
-        print(f"evopose-train: error: {exc}", file=sys.stderr)
-        return 2
+        parser.error(str(exc))
     if args.print_config:
         print(json.dumps(cfg, indent=2))
         return 0
-    _setup_logging(args.log_file, args.verbose)
-    from evopose_sdk.training import sources as srcmod  # noqa: PLC0415
+    setup_logging(PROG, args.quiet, args.verbose, log_file=args.log_file, timestamps=True)
+    from evopose_sdk.training.rundir import RunDir  # noqa: PLC0415
     from evopose_sdk.training.train import train  # noqa: PLC0415
 
-    try:
-        path = train(cfg, resume=args.resume)
-    except (cfgmod.ConfigError, srcmod.DataError, FileExistsError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        print(f"evopose-train: error: {exc}", file=sys.stderr)
-        return 2
+    path = train(cfg, resume=args.resume)
     print(path)
+    state = RunDir(cfg["output"]["dir"]).read_state() or {}
+    max_steps = cfg["train"]["max_steps"]
+    if not state.get("finished") and not (max_steps and state.get("step", 0) >= max_steps):
+        raise RunInterrupted(f"stopped by a signal at step {state.get('step')} of "
+                             f"{state.get('total_steps')} with checkpoint {path}; run the same "
+                             "command again to resume")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``evopose-train``; returns the exit code."""
+    return run_main(PROG, _main, argv, failures=(FloatingPointError,))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from evopose_sdk.errors import EvoPoseError
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, flip_permutation
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training.keypoint_sets import KeypointSet, flip_pairs_from_names
@@ -32,7 +33,7 @@ ANNOTATION_FILE = "annotations.json"
 IMAGE_DIR = "images"
 
 
-class DataError(ValueError):
+class DataError(EvoPoseError, ValueError):
     """A data source is missing, malformed or inconsistent with the others."""
 
 

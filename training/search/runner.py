@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evopose_sdk.errors import RunInterrupted
 from evopose_sdk.training import genotype as gt
 from evopose_sdk.training.search.config import SearchConfig
 from evopose_sdk.training.search.mutation import mutate
@@ -38,7 +39,7 @@ PENDING, DONE = "pending", "done"
 SEARCH_AUGMENT = {"rotation": 0.0, "rotation_prob": 0.0, "scale_factor": 0.0}
 
 
-class SearchInterrupted(RuntimeError):
+class SearchInterrupted(RunInterrupted, RuntimeError):
     """Raised by a test hook (or a caller) to stop a search between two children."""
 
 
