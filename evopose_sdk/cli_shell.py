@@ -54,12 +54,17 @@ class ArgumentParser(argparse.ArgumentParser):
         """argparse's, but an unknown ``--option`` is a usage error named first, before
         argparse can complain about something else (a required option it stands for)."""
         args = list(sys.argv[1:] if args is None else args)
-        if not any(isinstance(a, argparse._SubParsersAction) for a in self._actions):
-            tokens = args[:args.index("--")] if "--" in args else args
-            unknown = [t for t in tokens if t.startswith("--")
-                       and t.split("=", 1)[0] not in self._option_string_actions]
-            if unknown:
-                self.error(self._unknown_message(unknown))
+        commands = {name for a in self._actions if isinstance(a, argparse._SubParsersAction)
+                    for name in a.choices}
+        unknown = []
+        for token in args:  # a sub-command's own parser checks the tokens after it
+            if token == "--" or token in commands:
+                break
+            if token.startswith("--") and token.split("=", 1)[0] not in \
+                    self._option_string_actions:
+                unknown.append(token)
+        if unknown:
+            self.error(self._unknown_message(unknown))
         return super().parse_known_args(args, namespace)
 
     def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
@@ -75,10 +80,11 @@ class ArgumentParser(argparse.ArgumentParser):
         options = [t for t in unknown if t.startswith("-") and len(t) > 1]
         if not options:
             return f"unrecognized arguments: {' '.join(unknown)}"
-        known = _option_strings(self, parsed)
+        known = [o for o in _option_strings(self, parsed) if o.startswith("--")]
         parts = []
         for token in options:
-            match = difflib.get_close_matches(token.split("=", 1)[0], known, n=1, cutoff=0.5)
+            match = difflib.get_close_matches(token.split("=", 1)[0], known, n=1, cutoff=0.5) \
+                if token.startswith("--") else []
             hint = f"did you mean {match[0]}?" if match else f"see {self.prog} --help"
             parts.append(f"unrecognized option {token}; {hint}")
         return "\n  ".join(parts)
@@ -86,14 +92,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def _option_strings(parser: argparse.ArgumentParser,
                     parsed: argparse.Namespace | None) -> list[str]:
-    """Option strings of ``parser`` and of the sub-command(s) chosen in ``parsed`` (all
-    sub-commands' when none is known)."""
+    """Option strings of ``parser`` and of the sub-command chosen in ``parsed``; those of
+    every sub-command when ``parsed`` does not say which, none before one is parsed."""
     out = []
     for action in parser._actions:
         out += action.option_strings
-        if isinstance(action, argparse._SubParsersAction):
-            chosen = getattr(parsed, action.dest, None) \
-                if parsed is not None and action.dest != argparse.SUPPRESS else None
+        if isinstance(action, argparse._SubParsersAction) and parsed is not None:
+            chosen = getattr(parsed, action.dest, None)
             subs = [action.choices[chosen]] if chosen in action.choices else \
                 list(action.choices.values())
             for sub in subs:

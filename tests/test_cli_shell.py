@@ -57,6 +57,7 @@ TYPOS = [
     ("evopose-export", ["--size", "S"], "--formts", "--formats"),
     ("evopose-train", [], "--confg", "--config"),
     ("evopose-search", ["run", "d", "--config", "c.json"], "--exectuor", "--executor"),
+    ("evopose-search", [], "--hlep", "--help"),  # before the sub-command
 ]
 ABBREVIATIONS = [
     ("evopose-infer", ["x.mp4"], "--max-fr", "--max-frames"),
