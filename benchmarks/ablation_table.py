@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evopose_sdk.card import atomic_write_text
+from evopose_sdk.atomic import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "ablations_s256.json"

@@ -274,7 +274,8 @@ def mode_ap(names: list[str], data: Path, cache_file: Path) -> dict[str, dict]:
     from eval_dev_val import load_dev_val, run_ours
 
     from evopose_sdk import PoseEstimator
-    from evopose_sdk.card import atomic_write_text, sha256_file
+    from evopose_sdk.atomic import atomic_write_text
+    from evopose_sdk.card import sha256_file
 
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     gt = None
@@ -572,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
     out = args.out_dir / f"runtime_{machine['host']}_{stamp}.json"
-    from evopose_sdk.card import atomic_write_text
+    from evopose_sdk.atomic import atomic_write_text
 
     atomic_write_text(out, json.dumps(results, indent=2, default=float))
     print(f"\nwrote {out}")

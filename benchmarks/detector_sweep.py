@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_dev_val import box_iou, ignored_detections, load_dev_val, xywh_to_xyxy  # noqa: E402
 
-from evopose_sdk.card import atomic_write_text  # noqa: E402
+from evopose_sdk.atomic import atomic_write_text  # noqa: E402
 from evopose_sdk.detectors import make_detector  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -232,7 +232,7 @@ def run_ours(model: Path, gt: dict, boxes: str, flip: bool, decode: str, quiet: 
 
 def run_peer(path: Path, side: int, gt: dict, quiet: bool) -> dict:
     """MoveNet single-pose TFLite on a 1.25x square crop around each GT box."""
-    from evopose_sdk.training.teachers import MoveNetSinglePose
+    from evopose_sdk.training.pseudo_labeller import MoveNetSinglePose
 
     try:
         peer = MoveNetSinglePose(path, THREADS)
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                "labelled GT box are dropped; coco128 has no ignore boxes",
                "ms/person = runtime call wall time / people posed; machine shared, timings noisy"],
         rows=rows)
-    from evopose_sdk.card import atomic_write_text
+    from evopose_sdk.atomic import atomic_write_text
 
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(payload, indent=2) + "\n")

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_dev_val import DEV_SOURCES, coco_eval, load_dev_val  # noqa: E402
 
-from evopose_sdk.card import atomic_write_text  # noqa: E402
+from evopose_sdk.atomic import atomic_write_text  # noqa: E402
 from evopose_sdk.nms import keypoint_oks  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -439,7 +439,7 @@ def main() -> None:
               "images": args.cases - n_videos, "videos": n_videos, "seconds": round(seconds, 1),
               "model": MODEL, "cli_args": CLI_ARGS, "subprocess_runs": len(sub_ids),
               "totals": dict(total), **summary}
-    from evopose_sdk.card import atomic_write_text
+    from evopose_sdk.atomic import atomic_write_text
 
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                "seconds": round(time.perf_counter() - t0, 1), "people": len(gt["annotations"]),
                "boxes": "gt", "flip": True, "decode": "dark",
                "calibration_crops": 32, "parity_crops": 16, "rows": rows}
-    from evopose_sdk.card import atomic_write_text
+    from evopose_sdk.atomic import atomic_write_text
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evopose_sdk.card import atomic_write_text
+from evopose_sdk.atomic import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 LEDGER = HERE / "results" / "learning_curve.json"

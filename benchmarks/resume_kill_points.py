@@ -186,7 +186,7 @@ def main() -> None:
         "points": rows, "same_as_uninterrupted": same, "total": len(rows),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from evopose_sdk.card import atomic_write_text
+    from evopose_sdk.atomic import atomic_write_text
 
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

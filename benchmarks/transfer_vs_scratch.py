@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    from evopose_sdk.card import atomic_write_text
+    from evopose_sdk.atomic import atomic_write_text
     from evopose_sdk.training import genotype as gt
     from evopose_sdk.training import transfer
     from evopose_sdk.training.model import build_model

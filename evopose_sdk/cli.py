@@ -236,7 +236,7 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from evopose_sdk.card import atomic_write_bytes
+    from evopose_sdk.atomic import atomic_write_bytes
     from evopose_sdk.estimator import PoseEstimator
     from evopose_sdk.video import open_source, stream_with_info
     from evopose_sdk.writers import AtomicVideoWriter, ImageFolderWriter, JsonLinesWriter

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from evopose_sdk.errors import DetectorError, InputError
+from evopose_sdk.registry import models_dir
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +161,6 @@ def _onnx_session(path: Path, threads: int | None, what: str) -> Any:
 
 def default_detector_path() -> Path:
     """The shipped person-only SSD-MobileNetV2 ONNX file (``models/detectors/``)."""
-    from evopose_sdk.registry import models_dir
-
     return models_dir() / "detectors" / "ssd_mobilenet_v2_person.onnx"
 
 

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from evopose_sdk.result import PoseResult
 
 _PALETTE = np.array([
     (255, 128, 0), (255, 153, 51), (255, 178, 102), (230, 230, 0), (255, 153, 255),
     (153, 204, 255), (255, 102, 255), (255, 51, 255), (102, 178, 255), (51, 153, 255),
     (255, 153, 153), (255, 102, 102), (255, 51, 51), (153, 255, 153), (102, 255, 102),
     (51, 255, 51), (0, 255, 0), (0, 0, 255), (255, 0, 0), (255, 255, 255)], dtype=np.int32)
+
+
+class DrawablePoses(Protocol):
+    """What :func:`draw_poses` reads (a :class:`evopose_sdk.result.PoseResult` is one)."""
+
+    boxes_xyxy: np.ndarray  # (n, 4) float, image pixels
+    keypoints: np.ndarray  # (n, K, 3) float: x, y, score
+    scores: np.ndarray  # (n,) instance scores
+    track_ids: np.ndarray  # (n,) int, -1 when untracked
+    skeleton: tuple[tuple[int, int], ...]  # limbs as keypoint index pairs
+
+    def __len__(self) -> int: ...
 
 
 def _color(i: int) -> tuple[int, int, int]:
@@ -24,7 +33,7 @@ def _color(i: int) -> tuple[int, int, int]:
 
 def draw_poses(
     image_bgr: np.ndarray,
-    result: PoseResult,
+    result: DrawablePoses,
     keypoint_threshold: float = 0.3,
     draw_boxes: bool = True,
     draw_ids: bool = True,

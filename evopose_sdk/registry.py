@@ -24,6 +24,7 @@ from evopose_sdk.card import (
     verify_sha256,
 )
 from evopose_sdk.errors import ModelError
+from evopose_sdk.models import MODELS_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ def models_dir() -> Path:
     env = os.environ.get("EVOPOSE_MODELS_DIR")
     if env:
         return Path(env)
-    from evopose_sdk.models import MODELS_DIR
-
     return Path(MODELS_DIR)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from evopose_sdk.draw import draw_poses
 from evopose_sdk.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 
@@ -168,8 +169,6 @@ class PoseResult:
         Keypoints with score below ``keypoint_threshold`` and limbs touching them are not
         drawn. Further options: see :func:`evopose_sdk.draw.draw_poses`.
         """
-        from evopose_sdk.draw import draw_poses
-
         return draw_poses(image_bgr, self, keypoint_threshold=keypoint_threshold, **kwargs)
 
     def __repr__(self) -> str:

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from evopose_sdk.errors import EvoPoseError, VideoError
+from evopose_sdk.io import read_image
 from evopose_sdk.smoothing import KeypointSmoother
 from evopose_sdk.tracking import ByteTracker
 
@@ -87,8 +88,6 @@ class FrameSource:
             yield from self._iter_capture()
 
     def _iter_images(self) -> Iterator[tuple[FrameInfo, np.ndarray]]:
-        from evopose_sdk.io import read_image
-
         index = 0
         for p in self._images or []:
             try:
@@ -196,8 +195,6 @@ def _valid_fps(rate: float | None) -> float:
 
 
 def _image_source(path: Path, name: str, images: list[Path], fps: float | None) -> FrameSource:
-    from evopose_sdk.io import read_image
-
     first_hw = None
     for p in images:
         try:

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from evopose_sdk.card import atomic_temp_path, publish
+from evopose_sdk.atomic import atomic_temp_path, publish
 from evopose_sdk.errors import VideoError
 
 __all__ = ["AtomicVideoWriter", "JsonLinesWriter", "ImageFolderWriter"]

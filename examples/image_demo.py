@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 
 from evopose_sdk import PoseEstimator
-from evopose_sdk.card import atomic_write_bytes, atomic_write_text
+from evopose_sdk.atomic import atomic_write_bytes, atomic_write_text
 from evopose_sdk.registry import DEFAULT_MODEL
 
 

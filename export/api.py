@@ -13,15 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from evopose_sdk.atomic import atomic_write_bytes, atomic_write_text
 from evopose_sdk.backends import make_backend
-from evopose_sdk.card import (
-    ONNX_METADATA_KEY,
-    ModelCard,
-    atomic_write_bytes,
-    atomic_write_text,
-    card_path_for,
-    sha256_file,
-)
+from evopose_sdk.card import ONNX_METADATA_KEY, ModelCard, card_path_for, sha256_file
 from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.export.crops import (
     CropSet,
@@ -312,6 +306,7 @@ def export_model(
                               "differences relative to ref_range")
         card = ModelCard(
             name=source.name, input_size=source.input_hw, heatmap_stride=source.heatmap_stride,
+            **source.keypoints.to_dict(),
             genotype=source.genotype, file_format="onnx" if fmt == "onnx" else "tflite",
             precision=precision, trained=source.trained, training_data=training_data,
             metrics={**(metrics or {}), "parity": _card_parity(report)}, recipe=recipe)

@@ -16,6 +16,7 @@ import numpy as np
 from evopose_sdk.export._backend import keras, tf
 from evopose_sdk.export.errors import ExportError
 from evopose_sdk.export.options import CALIBRATIONS, DEFAULT_OPSET, check_opset
+from evopose_sdk.training.int8_ranges import mse_range, subsample
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def to_tflite(model: keras.Model, precision: str = "fp32",
         representative: for int8, a generator factory yielding ``[crop (1, H, W, 3) float32]``
             of real person crops.
         calibration: int8 activation ranges: ``"mse"`` (per tensor, the range with the least
-            round-trip error over the crops, see :mod:`evopose_sdk.export.ranges`) or
+            round-trip error over the crops, see :mod:`evopose_sdk.training.int8_ranges`) or
             ``"minmax"`` (the converter's own calibration minimum and maximum).
     """
     if precision not in TFLITE_PRECISIONS:
@@ -186,14 +187,12 @@ def _mse_calibrated(calibrated: bytes,
 
     The float model is run over the representative crops with every intermediate tensor
     kept; each tensor that carries calibration statistics gets
-    :func:`~evopose_sdk.export.ranges.mse_range` of a sample of its values (measured after
-    the swish when its only consumers are a LOGISTIC and the MUL of a swish). The model
+    :func:`~evopose_sdk.training.int8_ranges.mse_range` of a sample of its values (measured
+    after the swish when its only consumers are a LOGISTIC and the MUL of a swish). The model
     input and fixed-range outputs (LOGISTIC, SOFTMAX, TANH) keep their ranges.
     """
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
-
-    from evopose_sdk.export.ranges import mse_range, subsample
 
     fb = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
     graph = fb.subgraphs[0]

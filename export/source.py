@@ -12,9 +12,10 @@ from pathlib import Path
 from evopose_sdk.export._backend import keras
 from evopose_sdk.export.errors import ExportError
 from evopose_sdk.export.options import parse_genotype, parse_input_size
-from evopose_sdk.skeleton import COCO_KEYPOINT_NAMES
+from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, COCO_SKELETON
 from evopose_sdk.training import genotype as gt
 from evopose_sdk.training import network, quantize
+from evopose_sdk.training.keypoint_sets import KeypointSet, keypoints_path_for, read_beside
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class PoseSource:
         input_hw: (H, W) input size in pixels.
         heatmap_stride: s, input pixels per heatmap cell.
         num_keypoints: K.
+        keypoints: the K keypoint names, flip pairs and skeleton (for the card).
         genotype: 7 x [kernel, repeats, filters/8, stride], or None when it cannot be told.
         trained: False for a random-weight build.
         origin: human-readable description of where the weights came from.
@@ -41,6 +43,7 @@ class PoseSource:
     input_hw: tuple[int, int]
     heatmap_stride: int
     num_keypoints: int
+    keypoints: KeypointSet
     genotype: list[list[int]] | None
     trained: bool
     origin: str
@@ -83,9 +86,36 @@ def check_pose_model(model: keras.Model, where: str, num_keypoints: int = 17) ->
             "divided by one integer stride")
     if k != num_keypoints:
         raise ExportError(
-            f"{where} is not a COCO-{num_keypoints} pose model: its output has {k} channels, "
-            f"expected {num_keypoints} heatmaps")
+            f"{where} does not fit its keypoint set: its output has {k} channels, expected "
+            f"{num_keypoints} heatmaps")
     return (h, w), h // hh, k
+
+
+def default_keypoints(num_keypoints: int) -> KeypointSet:
+    """COCO-17 for 17 channels; otherwise ``keypoint_0..`` with no flip pairs or skeleton."""
+    if num_keypoints == len(COCO_KEYPOINT_NAMES):
+        return KeypointSet(COCO_KEYPOINT_NAMES, COCO_FLIP_PAIRS, COCO_SKELETON)
+    return KeypointSet(tuple(f"keypoint_{i}" for i in range(num_keypoints)), ())
+
+
+def _keypoints_beside(path: Path, model: keras.Model) -> KeypointSet:
+    """The keypoint set training wrote beside ``path``; COCO-17 for a 17-channel model that
+    has none (checkpoints from before the sidecar, foreign files). Any other K needs one."""
+    try:
+        kset = read_beside(path)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    if kset is not None:
+        return kset
+    k = int(model.outputs[0].shape[-1]) if len(model.outputs) == 1 else -1
+    if k != len(COCO_KEYPOINT_NAMES):
+        raise ExportError(
+            f"{path} has {k} output channels and no keypoint set beside it "
+            f"({keypoints_path_for(path).name}); training writes one beside every checkpoint: "
+            "copy it from the run folder, or write its keypoint_names, flip_pairs and skeleton")
+    log.warning("%s has no %s; the card assumes COCO-17 keypoints (names, flip pairs, "
+                "skeleton)", path.name, keypoints_path_for(path).name)
+    return default_keypoints(k)
 
 
 def _observed_blocks(model: keras.Model) -> list[tuple[int, int, int, int]] | None:
@@ -189,7 +219,7 @@ def load_source(
         default_name = spec.name if spec and hw == spec.input_hw else (
             f"{spec.name}-{hw[0]}x{hw[1]}" if spec else f"evopose2d-custom-{hw[0]}x{hw[1]}")
         io_hw, stride, k = check_pose_model(model, "the built network", num_keypoints)
-        return PoseSource(model, name or default_name, io_hw, stride, k, geno,
+        return PoseSource(model, name or default_name, io_hw, stride, k, default_keypoints(k), geno,
                           bool(trained) if trained is not None else False,
                           f"random weights (built from genotype {gt.encode(geno)})")
 
@@ -206,13 +236,15 @@ def load_source(
             raise ExportError(f"{p} does not hold a Keras model")
         if quantize.has_fake_quant(model):  # a quantisation-aware checkpoint: plain network
             model = quantize.strip_fake_quant(model)
-        io_hw, stride, k = check_pose_model(model, str(p), num_keypoints)
+        kset = _keypoints_beside(p, model)
+        io_hw, stride, k = check_pose_model(model, str(p), kset.num_keypoints)
         if geno is None:
             geno = infer_genotype(model, io_hw)
             if geno is None:
                 log.warning("could not infer the genotype of %s; the card will have none "
                             "(pass --genotype)", p)
-        return PoseSource(model, name or _name_from_model(model, io_hw, p.stem), io_hw, stride, k, geno,
+        return PoseSource(model, name or _name_from_model(model, io_hw, p.stem), io_hw, stride, k,
+                          kset, geno,
                           True if trained is None else bool(trained), f"keras checkpoint {p.name}")
     if suffix == ".h5":
         if size is None and geno is None:
@@ -226,10 +258,10 @@ def load_source(
                           trained=True if trained is None else trained,
                           num_keypoints=num_keypoints)
         try:
-            from evopose_sdk.training.checkpoints import load_h5_weights
+            from evopose_sdk.training.legacy_h5 import load_h5_weights
         except ImportError as exc:
             raise ExportError(
-                "loading .h5 checkpoints needs evopose_sdk.training.checkpoints.load_h5_weights, "
+                "loading .h5 checkpoints needs evopose_sdk.training.legacy_h5.load_h5_weights, "
                 f"which is not available: {exc}") from None
         try:
             load_h5_weights(src.model, p)

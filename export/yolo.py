@@ -28,7 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from evopose_sdk.card import atomic_write_bytes, atomic_write_text, sha256_file
+from evopose_sdk.atomic import atomic_write_bytes, atomic_write_text
+from evopose_sdk.card import sha256_file
 from evopose_sdk.export.errors import ExportError
 
 log = logging.getLogger(__name__)

@@ -230,9 +230,9 @@ def test_exported_files_run_in_the_runtime(s_export):
 
 
 def test_legacy_h5_loads_by_layer_name(tmp_path):
-    ckpt = pytest.importorskip("evopose_sdk.training.checkpoints")
+    ckpt = pytest.importorskip("evopose_sdk.training.legacy_h5")
     if not hasattr(ckpt, "save_h5_legacy"):
-        pytest.skip("training.checkpoints.save_h5_legacy not available")
+        pytest.skip("training.legacy_h5.save_h5_legacy not available")
     from evopose_sdk.training.genotype import decode
     from evopose_sdk.training.network import build_evopose
 

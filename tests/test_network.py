@@ -101,6 +101,40 @@ def test_paper_params_and_macs(backend):
     assert res["L"][2] == [256, 192, 17]
 
 
+_SEEDED_BUILD = textwrap.dedent("""
+    import hashlib, keras
+    from evopose_sdk.training.network import build_evopose
+    keras.utils.set_random_seed(7)
+    g = [[3, 1, 1, 1], [3, 1, 2, 2], [5, 1, 2, 2], [3, 1, 4, 2], [5, 1, 4, 1], [5, 1, 6, 1],
+         [3, 1, 4, 1]]
+    m = build_evopose(g, (64, 48), num_keypoints=17, compound_scaling=False)
+    ws = m.get_weights()
+    print("RESULT", hashlib.sha256(b"".join(w.tobytes() for w in ws)).hexdigest())
+    # two equal-shaped kernels must not be one draw
+    k = [w.numpy() for w in m.weights if w.path.endswith("kernel")]
+    same = [a.shape == b.shape and (a == b).all() for i, a in enumerate(k) for b in k[i + 1:]]
+    print("SAME", any(same))
+""")
+
+
+def test_seeded_init_is_the_same_in_every_process_and_not_shared_between_layers():
+    """Same seed, two fresh processes: bitwise the same initial weights (what makes a
+    killed-and-resumed or repeated training run reproducible); layers of equal shape still
+    get their own draws."""
+    outs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", _SEEDED_BUILD], capture_output=True,
+                              text=True, timeout=300,
+                              env=dict(os.environ, KERAS_BACKEND="tensorflow",
+                                       TF_CPP_MIN_LOG_LEVEL="3"))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = dict(ln.split(" ", 1) for ln in proc.stdout.splitlines()
+                     if ln.startswith(("RESULT", "SAME")))
+        assert lines["SAME"] == "False"
+        outs.append(lines["RESULT"])
+    assert outs[0] == outs[1]
+
+
 # ----------------------------------------------------------------------------- forward
 @pytest.fixture(scope="module")
 def small_model():
@@ -144,7 +178,7 @@ def test_custom_keypoints_and_bad_input_size():
 def test_load_authors_h5_layout(small_model, tmp_path, full_model):
     import h5py
 
-    from evopose_sdk.training.checkpoints import load_h5_weights, save_h5_legacy
+    from evopose_sdk.training.legacy_h5 import load_h5_weights, save_h5_legacy
     from evopose_sdk.training.network import build_evopose
 
     src = small_model
@@ -165,7 +199,7 @@ def test_load_authors_h5_layout(small_model, tmp_path, full_model):
 
 
 def test_h5_mismatch_lists_layers(small_model, tmp_path):
-    from evopose_sdk.training.checkpoints import CheckpointError, load_h5_weights, save_h5_legacy
+    from evopose_sdk.training.legacy_h5 import CheckpointError, load_h5_weights, save_h5_legacy
     from evopose_sdk.training.network import build_evopose
 
     path = tmp_path / "w.h5"
@@ -188,7 +222,7 @@ def test_h5_mismatch_lists_layers(small_model, tmp_path):
     (b"not hdf5 at all", "is not an HDF5 file"),
 ])
 def test_h5_bad_files(tmp_path, small_model, content, error):
-    from evopose_sdk.training.checkpoints import CheckpointError, load_h5_weights
+    from evopose_sdk.training.legacy_h5 import CheckpointError, load_h5_weights
 
     path = tmp_path / "bad.h5"
     if content is not None:

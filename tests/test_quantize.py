@@ -1,4 +1,4 @@
-"""Int8 activation ranges (export.ranges), FakeQuant, quantisation-aware training, and the
+"""Int8 activation ranges (training.int8_ranges), FakeQuant, quantisation-aware training, and the
 export's least-error int8 calibration.
 
 The range rule is checked on heavy-tailed values shaped like the conv + batch-norm outputs
@@ -18,9 +18,9 @@ import tensorflow as tf
 from _training_helpers import DATA_ROOT, require_data
 from test_export import N_CALIB, N_PARITY, SMALL_HW, XS_GENOTYPE, _sample_crops
 
-from evopose_sdk.export.ranges import mse_range, quant_dequant, swish
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import quantize as Q
+from evopose_sdk.training.int8_ranges import mse_range, quant_dequant, swish
 from evopose_sdk.training.network import build_evopose
 from evopose_sdk.training.rundir import load_checkpoint, read_loss_curve
 from evopose_sdk.training.train import train

@@ -197,7 +197,8 @@ def parity(pb: Path, onnx_path: Path, images: list[Path], threshold: float = 0.3
 def write_card(out: Path, pb: Path, size: int, par: dict) -> dict:
     import onnx
 
-    from evopose_sdk.card import atomic_write_text, sha256_file
+    from evopose_sdk.atomic import atomic_write_text
+    from evopose_sdk.card import sha256_file
 
     m = onnx.load(str(out))
     card = {

@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evopose_sdk.card import atomic_write_text
-from evopose_sdk.training.teachers import head_gate
+from evopose_sdk.atomic import atomic_write_text
+from evopose_sdk.training.pseudo_labeller import head_gate
 
 log = logging.getLogger("pseudo_label_faces")
 FACE = (0, 1, 2, 3, 4)  # nose, left_eye, right_eye, left_ear, right_ear (COCO order)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no teacher model at {args.teacher} (run ../shared/peers/get_peers.sh)",
               file=sys.stderr)
         return 2
-    from evopose_sdk.training.teachers import MoveNetSinglePose
+    from evopose_sdk.training.pseudo_labeller import MoveNetSinglePose
 
     teacher = MoveNetSinglePose(args.teacher, args.threads)
     summary = {"teacher": args.teacher.name, "min_score": args.min_score, "sources": {}}

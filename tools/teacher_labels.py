@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evopose_sdk.card import atomic_write_text
+from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.skeleton import COCO_KEYPOINT_NAMES, COCO_SIGMAS
-from evopose_sdk.training.teachers import head_gate
+from evopose_sdk.training.pseudo_labeller import head_gate
 
 log = logging.getLogger("teacher_labels")
 

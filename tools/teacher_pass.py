@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evopose_sdk.card import atomic_write_bytes
+from evopose_sdk.atomic import atomic_write_bytes
 
 log = logging.getLogger("teacher_pass")
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.teacher.is_file():
         log.error("no teacher model at %s (run ../shared/peers/get_peers.sh)", args.teacher)
         return 2
-    from evopose_sdk.training.teachers import MoveNetSinglePose
+    from evopose_sdk.training.pseudo_labeller import MoveNetSinglePose
 
     teacher = MoveNetSinglePose(args.teacher, args.threads)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,8 @@ DEFAULT_CONFIG: dict = {
         "lr_reference_batch": 32,
         "warmup_epochs": 5,
         "min_lr_fraction": 0.0,
+        "loss": "heatmap_mse",    # a name of training.losses.LOSSES
+        "loss_options": None,     # {argument: value} for the loss class
         "seed": 0,
         "precision": "auto",      # auto | float32 | mixed_bfloat16 | mixed_float16
         "devices": 1,             # int or "all": data parallel over local accelerators

@@ -7,8 +7,10 @@ handful of levels. :func:`mse_range` instead picks, over shrunken candidates of 
 the range whose uint8 round trip has the least mean squared error; for a tensor that feeds
 a swish (``x * sigmoid(x)``) the error is measured after the swish, so its long negative
 tail (swish of it is ~0) is clipped freely. The export stage writes these ranges into the
-calibrated TFLite model before quantising (``calibration="mse"``), and quantisation-aware
-training (:mod:`evopose_sdk.training.quantize`) trains with the same rule.
+calibrated TFLite model before quantising (``calibration="mse"``,
+:mod:`evopose_sdk.export.converters`), and quantisation-aware training
+(:mod:`evopose_sdk.training.quantize`) trains with the same rule. Numpy only; it lives in
+``training`` because export depends on training, never the other way round.
 """
 
 from __future__ import annotations

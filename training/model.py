@@ -8,7 +8,7 @@ import keras
 
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import quantize
-from evopose_sdk.training.losses import HeatmapMSE, heatmap_loss_metric, heatmap_mse
+from evopose_sdk.training.losses import LOSSES, HeatmapMSE, heatmap_loss_metric, heatmap_mse
 from evopose_sdk.training.network import build_evopose, get_spec
 from evopose_sdk.training.schedules import WarmupCosineDecay
 
@@ -35,14 +35,19 @@ def build_model(cfg: Mapping, num_keypoints: int) -> keras.Model:
                          name=name.replace("-", "_"))
 
 
-def compile_model(model: keras.Model, schedule: WarmupCosineDecay, jit_compile="auto") -> None:
-    """Compile for training: Adam on ``schedule``, the heatmap loss and its metric."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=HeatmapMSE(),
+def compile_model(model: keras.Model, schedule: WarmupCosineDecay, jit_compile="auto",
+                  loss: keras.losses.Loss | None = None) -> None:
+    """Compile for training: Adam on ``schedule``, ``loss`` (default :class:`HeatmapMSE`) and
+    the plain heatmap MSE as the ``heatmap_loss`` metric."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=schedule),
+                  loss=loss if loss is not None else HeatmapMSE(),
                   metrics=[heatmap_loss_metric()], jit_compile=jit_compile)
 
 
-CUSTOM_OBJECTS = {"HeatmapMSE": HeatmapMSE, "WarmupCosineDecay": WarmupCosineDecay,
-                  "heatmap_mse": heatmap_mse, "FakeQuant": quantize.FakeQuant}
+#: What ``keras.saving.load_model`` needs for a training checkpoint (every loss of LOSSES).
+CUSTOM_OBJECTS = {**{cls.__name__: cls for cls in LOSSES.values()},
+                  "WarmupCosineDecay": WarmupCosineDecay, "heatmap_mse": heatmap_mse,
+                  "FakeQuant": quantize.FakeQuant}
 
 
 def heatmap_stride_of(model: keras.Model) -> int:

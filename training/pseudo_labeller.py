@@ -1,4 +1,5 @@
-"""Pretrained single-person pose models used as teachers (pseudo-labels) and as peers.
+"""Keypoint pseudo-labeller: a pretrained single-person pose model (the teacher) that labels
+the joints of training people (tools/teacher_pass.py), and is a peer in benchmarks.
 
 Only MoveNet SinglePose (Lightning 192, Thunder 256; Apache-2.0) as TFLite, run with
 ``ai_edge_litert`` (extra ``[tflite]``).

@@ -6,7 +6,7 @@ while most channels stay within +-10. :func:`quantize_aware` inserts a :class:`F
 layer after every layer whose output TFLite stores as an int8 tensor (batch norm = the
 folded conv, activations, squeeze means, biased convs, multiplies, adds, the input
 normalisation), each with a fixed range chosen on real crops by the export stage's rule
-(:func:`evopose_sdk.export.ranges.mse_range`). Fine-tuning that model teaches the weights
+(:func:`evopose_sdk.training.int8_ranges.mse_range`). Fine-tuning that model teaches the weights
 to live with 8-bit activations; :func:`strip_fake_quant` returns the plain network (same
 weights), which the export stage then quantises with the same range rule.
 
@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from evopose_sdk.export.ranges import mse_range, subsample, uint8_grid
+from evopose_sdk.training.int8_ranges import mse_range, subsample, uint8_grid
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,11 @@ Run folder (``output.dir``)::
     state.json             step, epoch and the current checkpoint (written last, atomically)
     checkpoints/step-000000123.keras   model + optimizer (written to a temp file + os.replace)
     checkpoints/step-000000123.rng.npz  dropout seed-generator states (exact resume)
+    checkpoints/step-000000123.keypoints.json  the keypoint set (names, flip pairs, skeleton)
     train_log.csv          one row per step: step, epoch, loss, lr, images/s, elapsed
     eval_log.csv           validation AP per evaluation
     transfer_report.json   what the weight transfer initialisation copied
-    final.keras            the model at the end of training
+    final.keras            the model at the end of training (+ final.keypoints.json)
 
 A killed run resumes from ``state.json``: step counter, epoch, position in the epoch, LR
 schedule (the optimizer's iteration count), optimizer moments and the CSV loss curve continue;
@@ -20,6 +21,7 @@ epoch, position), so the resumed run sees the same batches as an uninterrupted o
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -30,7 +32,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from evopose_sdk.card import atomic_write_text
+from evopose_sdk.atomic import atomic_temp_path, atomic_write_bytes, atomic_write_text, publish
+from evopose_sdk.training.keypoint_sets import KeypointSet, keypoints_path_for, save_beside
 from evopose_sdk.training.model import CUSTOM_OBJECTS
 
 log = logging.getLogger(__name__)
@@ -49,16 +52,16 @@ LOG_FIELDS = ("step", "epoch", "loss", "heatmap_loss", "lr", "images_per_s", "el
 
 
 def save_keras_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
-    """``model.save`` (weights + optimizer state) to a temp file, then ``os.replace``."""
+    """``model.save`` (weights + optimizer state) to a temp file, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    tmp = atomic_temp_path(path)
     try:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        publish(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -102,6 +105,32 @@ class RunDir:
     def state_path(self) -> Path:
         return self.root / STATE_FILE
 
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def transfer_report_path(self) -> Path:
+        return self.root / TRANSFER_REPORT_FILE
+
+    @property
+    def final_path(self) -> Path:
+        return self.root / FINAL_FILE
+
+    def read_config(self) -> dict:
+        """The run's resolved config (``config.json``)."""
+        return json.loads(self.config_path.read_text(encoding="utf-8"))
+
+    def read_transfer_report(self) -> dict | None:
+        """The weight-transfer report, or None when the run did not start from weights."""
+        if not self.transfer_report_path.is_file():
+            return None
+        return json.loads(self.transfer_report_path.read_text(encoding="utf-8"))
+
     def read_state(self) -> dict | None:
         if not self.state_path.is_file():
             return None
@@ -110,15 +139,17 @@ class RunDir:
         except json.JSONDecodeError as exc:
             raise RuntimeError(f"run state {self.state_path} is corrupt: {exc}") from exc
 
-    def save(self, model: keras.Model, state: dict, keep: int = 2) -> Path:
-        """Checkpoint + RNG states, then ``state.json`` (the commit point), then prune."""
+    def save(self, model: keras.Model, state: dict, keep: int = 2,
+             keypoints: KeypointSet | None = None) -> Path:
+        """Checkpoint + RNG states + keypoint set, then ``state.json`` (the commit point),
+        then prune to the ``keep`` newest checkpoints."""
         name = f"step-{int(state['step']):09d}"
         ckpt = save_keras_atomic(model, self.ckpt_dir / f"{name}.keras")
-        seeds = _seed_states(model)
-        rng_path = self.ckpt_dir / f"{name}.rng.npz"
-        tmp = self.ckpt_dir / f".{name}.rng.tmp{os.getpid()}.npz"
-        np.savez(tmp, **{k.replace("/", "|"): v for k, v in seeds.items()})
-        os.replace(tmp, rng_path)
+        if keypoints is not None:
+            save_beside(keypoints, ckpt)
+        buf = io.BytesIO()
+        np.savez(buf, **{k.replace("/", "|"): v for k, v in _seed_states(model).items()})
+        atomic_write_bytes(self.ckpt_dir / f"{name}.rng.npz", buf.getvalue())
         state = dict(state, checkpoint=str(ckpt.relative_to(self.root)))
         atomic_write_text(self.state_path, json.dumps(state, indent=2))
         if keep > 0:
@@ -126,7 +157,15 @@ class RunDir:
             for old in ckpts[:-keep]:
                 old.unlink(missing_ok=True)
                 old.with_suffix(".rng.npz").unlink(missing_ok=True)
+                keypoints_path_for(old).unlink(missing_ok=True)
         return ckpt
+
+    def save_final(self, model: keras.Model, keypoints: KeypointSet | None = None) -> Path:
+        """``final.keras`` (and its keypoint set beside it)."""
+        path = save_keras_atomic(model, self.final_path)
+        if keypoints is not None:
+            save_beside(keypoints, path)
+        return path
 
 
 class StepLog:

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from evopose_sdk.card import atomic_write_text
+from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import evaluate, quantize, transfer
 from evopose_sdk.training import genotype as gt
@@ -33,17 +33,13 @@ from evopose_sdk.training.devices import (
     set_cpu_threads,
     setup_devices,
 )
+from evopose_sdk.training.losses import loss_from_config
 from evopose_sdk.training.model import build_model, compile_model, model_geometry
 from evopose_sdk.training.rundir import (
-    CONFIG_FILE,
-    FINAL_FILE,
-    LOG_FILE,
-    TRANSFER_REPORT_FILE,
     RunDir,
     StepLog,
     append_eval_log,
     load_checkpoint,
-    save_keras_atomic,
     tensorboard_writer,
 )
 from evopose_sdk.training.schedules import WarmupCosineDecay
@@ -107,84 +103,29 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
         ``output.dir/final.keras`` after the last epoch, or the checkpoint written when the
         run stopped early (``train.max_steps`` or a signal).
     """
-    cfg = cfgmod.load_config(config, overrides)
-    if resume not in ("auto", "never", "must"):
-        raise ValueError(f"resume must be auto, never or must; received {resume!r}")
-    run = RunDir(cfg["output"]["dir"])
-    state = run.read_state()
-    if state is not None and resume == "never":
-        raise FileExistsError(f"{run.root} already holds a run (state.json); resume it or "
-                              "choose another output.dir")
-    if state is None and resume == "must":
-        raise FileNotFoundError(f"no run to resume in {run.root}")
-    if state is not None:
-        saved = json.loads((run.root / CONFIG_FILE).read_text(encoding="utf-8"))
-        changed = [k for k in cfgmod.diff_keys(saved, cfg) if k not in cfgmod.RUNTIME_FIELDS]
-        if changed:
-            log.warning("resuming %s: config changes to %s are ignored (the run keeps its "
-                        "model, data recipe and LR schedule)", run.root, changed)
-        for key in cfgmod.RUNTIME_FIELDS:
-            section, _, name = key.partition(".")
-            saved[section][name] = cfg[section][name]
-        cfg = saved
-    run.root.mkdir(parents=True, exist_ok=True)
+    cfg, run, state = _open_run(cfgmod.load_config(config, overrides), resume)
     t = cfg["train"]
-
-    set_cpu_threads(t.get("threads"))
-    precision = resolve_precision(t["precision"])
-    keras.config.set_dtype_policy(precision)
-    strategy = setup_devices(t["devices"])
-    n_dev = 1 if t["devices"] in (None, 1, "1") else (
-        strategy.num_replicas_in_sync if strategy is not None
-        else len(keras.distribution.list_devices()) if t["devices"] == "all" else int(t["devices"]))
-    if int(t["batch_size"]) % max(n_dev, 1):
-        raise cfgmod.ConfigError(f"batch_size {t['batch_size']} is not divisible by {n_dev} "
-                                 "devices")
-
+    precision, strategy, n_dev = _set_up_devices(t)
     records = load_sources(train_sources(cfg), cfg["data"]["flip_pairs"],
-                                   int(cfg["data"]["min_keypoints"]))
+                           int(cfg["data"]["min_keypoints"]))
     if cfg["data"]["max_people"]:
         records = records.subset(np.arange(min(len(records), int(cfg["data"]["max_people"]))))
     kset = records.keypoint_set
     genotype, input_hw, _ = model_geometry(cfg)
     stride = gt.heatmap_stride(genotype)
     batches = make_batches(cfg, records, input_hw, stride)
-    spe = len(batches)
-    if t["steps_per_epoch"]:
-        spe = min(spe, int(t["steps_per_epoch"]))
-    if spe < 1:
-        raise cfgmod.ConfigError(f"{len(records)} people make no batch of {t['batch_size']}")
-    if state is not None and int(state["steps_per_epoch"]) != spe:
-        log.warning("steps per epoch changed from %s to %d; keeping the run's value",
-                    state["steps_per_epoch"], spe)
-        spe = int(state["steps_per_epoch"])
+    spe = _steps_per_epoch(t, len(batches), len(records), state)
     total_steps = int(t["epochs"]) * spe
     peak = float(t["lr"]) * int(t["batch_size"]) / float(t["lr_reference_batch"])
     schedule = WarmupCosineDecay(peak, total_steps, int(round(float(t["warmup_epochs"]) * spe)),
                                  peak * float(t["min_lr_fraction"]))
-
     with device_scope(strategy):
         if state is None:
-            keras.utils.set_random_seed(int(t["seed"]))
-            model = build_model(cfg, kset.num_keypoints)
-            if cfg["init"]["from"]:
-                report = transfer.initialize(model, cfg["init"]["from"])
-                atomic_write_text(run.root / TRANSFER_REPORT_FILE,
-                                  json.dumps(report.to_dict(), indent=2))
-                log.info("weight transfer from %s:\n%s", cfg["init"]["from"], report.table())
-            if cfg["quantize"]["aware"]:
-                model = _quantize_aware(model, batches, cfg["quantize"], run.root)
-            compile_model(model, schedule, t["jit_compile"])
+            model = _new_model(cfg, run, kset.num_keypoints, batches, schedule)
             step = 0
-            atomic_write_text(run.root / CONFIG_FILE, json.dumps(cfg, indent=2))
         else:
-            model = load_checkpoint(run.root / state["checkpoint"])
-            step = int(state["step"])
-            iters = int(ops.convert_to_numpy(model.optimizer.iterations))
-            if iters != step:
-                log.warning("optimizer iterations %d != run step %d", iters, step)
-            log.info("resumed %s at step %d (epoch %d)", run.root, step, step // spe)
-    steplog = StepLog(run.root / LOG_FILE, step if state is not None else None)
+            model, step = _resumed_model(run, state, spe)
+    steplog = StepLog(run.log_path, step if state is not None else None)
     info = {"precision": precision, "devices": n_dev, "steps_per_epoch": spe,
             "total_steps": total_steps, "peak_lr": peak, "people": len(records),
             "keypoints": list(kset.names), "flip_pairs": [list(p) for p in kset.flip_pairs],
@@ -260,7 +201,7 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                             tb(step, loss, lr)
                     if ckpt_every and step % ckpt_every == 0 and step % spe:
                         steplog.flush()
-                        last_path = run.save(model, make_state(False), keep)
+                        last_path = run.save(model, make_state(False), keep, kset)
                         saved_at = step
                     if max_steps is not None and step >= max_steps:
                         stop_reason = f"max_steps={max_steps}"
@@ -273,7 +214,7 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                     break
                 # end of epoch
                 steplog.flush()
-                last_path = run.save(model, make_state(True), keep)
+                last_path = run.save(model, make_state(True), keep, kset)
                 saved_at = step
                 ep = step // spe
                 if val and ep % int(t["eval_every_epochs"]) == 0:
@@ -284,7 +225,7 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                     c0 += time.process_time() - c_eval
             if step != saved_at:
                 steplog.flush()
-                last_path = run.save(model, make_state(False), keep)
+                last_path = run.save(model, make_state(False), keep, kset)
     finally:
         steplog.close()
         if bar is not None:
@@ -294,9 +235,103 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
         return last_path
     if quantize.has_fake_quant(model):  # final.keras is the plain network (same weights)
         model = quantize.strip_fake_quant(model)
-    final = save_keras_atomic(model, run.root / FINAL_FILE)
+    final = run.save_final(model, kset)
     log.info("finished %d steps; final model %s", step, final)
     return final
+
+
+def _open_run(cfg: dict, resume: str) -> tuple[dict, RunDir, dict | None]:
+    """(config, run folder, state or None) of a new or resumed run.
+
+    A resumed run keeps its saved config (fields missing there take today's defaults) except
+    :data:`config.RUNTIME_FIELDS`, which come from ``cfg``.
+    """
+    if resume not in ("auto", "never", "must"):
+        raise ValueError(f"resume must be auto, never or must; received {resume!r}")
+    run = RunDir(cfg["output"]["dir"])
+    state = run.read_state()
+    if state is not None and resume == "never":
+        raise FileExistsError(f"{run.root} already holds a run (state.json); resume it or "
+                              "choose another output.dir")
+    if state is None and resume == "must":
+        raise FileNotFoundError(f"no run to resume in {run.root}")
+    if state is not None:
+        saved = _with_defaults(run.read_config(), cfgmod.DEFAULT_CONFIG)
+        changed = [k for k in cfgmod.diff_keys(saved, cfg) if k not in cfgmod.RUNTIME_FIELDS]
+        if changed:
+            log.warning("resuming %s: config changes to %s are ignored (the run keeps its "
+                        "model, data recipe and LR schedule)", run.root, changed)
+        for key in cfgmod.RUNTIME_FIELDS:
+            section, _, name = key.partition(".")
+            saved[section][name] = cfg[section][name]
+        cfg = saved
+    run.root.mkdir(parents=True, exist_ok=True)
+    return cfg, run, state
+
+
+def _with_defaults(saved: dict, defaults: Mapping) -> dict:
+    """``saved`` with the keys it lacks (added to the config since the run began) filled in."""
+    out = dict(saved)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, Mapping) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
+
+
+def _set_up_devices(t: Mapping) -> tuple[str, object | None, int]:
+    """Threads, dtype policy and distribution of ``train``; (precision, strategy, devices)."""
+    set_cpu_threads(t.get("threads"))
+    precision = resolve_precision(t["precision"])
+    keras.config.set_dtype_policy(precision)
+    strategy = setup_devices(t["devices"])
+    n_dev = 1 if t["devices"] in (None, 1, "1") else (
+        strategy.num_replicas_in_sync if strategy is not None
+        else len(keras.distribution.list_devices()) if t["devices"] == "all" else int(t["devices"]))
+    if int(t["batch_size"]) % max(n_dev, 1):
+        raise cfgmod.ConfigError(f"batch_size {t['batch_size']} is not divisible by {n_dev} "
+                                 "devices")
+    return precision, strategy, n_dev
+
+
+def _steps_per_epoch(t: Mapping, n_batches: int, n_people: int, state: dict | None) -> int:
+    spe = min(n_batches, int(t["steps_per_epoch"])) if t["steps_per_epoch"] else n_batches
+    if spe < 1:
+        raise cfgmod.ConfigError(f"{n_people} people make no batch of {t['batch_size']}")
+    if state is not None and int(state["steps_per_epoch"]) != spe:
+        log.warning("steps per epoch changed from %s to %d; keeping the run's value",
+                    state["steps_per_epoch"], spe)
+        spe = int(state["steps_per_epoch"])
+    return spe
+
+
+def _new_model(cfg: Mapping, run: RunDir, num_keypoints: int, batches: KeypointBatches,
+               schedule: WarmupCosineDecay) -> keras.Model:
+    """Build, initialise (``init.from``), wrap for QAT and compile; writes config.json."""
+    t = cfg["train"]
+    keras.utils.set_random_seed(int(t["seed"]))
+    model = build_model(cfg, num_keypoints)
+    if cfg["init"]["from"]:
+        report = transfer.initialize(model, cfg["init"]["from"])
+        atomic_write_text(run.transfer_report_path, json.dumps(report.to_dict(), indent=2))
+        log.info("weight transfer from %s:\n%s", cfg["init"]["from"], report.table())
+    if cfg["quantize"]["aware"]:
+        model = _quantize_aware(model, batches, cfg["quantize"], run.root)
+    compile_model(model, schedule, t["jit_compile"], loss_from_config(cfg))
+    atomic_write_text(run.config_path, json.dumps(cfg, indent=2))
+    return model
+
+
+def _resumed_model(run: RunDir, state: Mapping, spe: int) -> tuple[keras.Model, int]:
+    """The run's current checkpoint (optimizer state included) and its step."""
+    model = load_checkpoint(run.root / state["checkpoint"])
+    step = int(state["step"])
+    iters = int(ops.convert_to_numpy(model.optimizer.iterations))
+    if iters != step:
+        log.warning("optimizer iterations %d != run step %d", iters, step)
+    log.info("resumed %s at step %d (epoch %d)", run.root, step, step // spe)
+    return model, step
 
 
 def _quantize_aware(model: keras.Model, batches: KeypointBatches, q: Mapping,

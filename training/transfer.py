@@ -20,6 +20,8 @@ channels and kernels but no squeeze-excitation and ReLU6, and was trained on inp
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import re
@@ -28,6 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from evopose_sdk.atomic import atomic_write_bytes
+from evopose_sdk.training.torch_pickle import load_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -366,8 +371,6 @@ def find_lite0_weights() -> Path:
 
 def load_lite0(path: str | os.PathLike | None = None) -> dict[str, list[np.ndarray]]:
     """Lite0 ImageNet weights as ``{Keras layer: [arrays]}`` (torch not needed)."""
-    from evopose_sdk.training.torch_pickle import load_state_dict  # noqa: PLC0415
-
     mapped, unused = lite0_to_keras(load_state_dict(path or find_lite0_weights()))
     log.debug("Lite0 tensors not mapped: %s", unused)
     return mapped
@@ -386,7 +389,7 @@ def initialize(model, source: str | os.PathLike) -> TransferReport:
     if path.suffix == ".pth":
         return transfer_into_model(load_lite0(path), model, f"lite0 {path.name}")
     if path.suffix == ".keras":
-        import keras  # noqa: PLC0415
+        import keras  # noqa: PLC0415  (heavy: only for a .keras parent)
 
         from evopose_sdk.training.model import CUSTOM_OBJECTS  # noqa: PLC0415
 
@@ -403,11 +406,6 @@ def save_weights_npz(model, path: str | os.PathLike, dtype: str = "float16",
     """Write every layer's weights as one small ``.npz`` (``layer|index`` -> array in
     ``dtype``; batch-norm variances and the like stay float32 where fp16 would lose them),
     with ``meta`` (JSON) beside them; ``init.from`` reads it back by layer name."""
-    import io  # noqa: PLC0415
-    import json  # noqa: PLC0415
-
-    from evopose_sdk.card import atomic_write_bytes  # noqa: PLC0415
-
     arrays = {}
     for name, ws in weights_of(model).items():
         for i, w in enumerate(ws):
@@ -436,7 +434,5 @@ def load_weights_npz(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
 
 def weights_npz_meta(path: str | os.PathLike) -> dict:
     """The ``meta`` dict saved with :func:`save_weights_npz`."""
-    import json  # noqa: PLC0415
-
     with np.load(path) as z:
         return json.loads(bytes(z["__meta__"]).decode()) if "__meta__" in z.files else {}

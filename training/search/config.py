@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evopose_sdk.errors import EvoPoseError
+from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import genotype as gt
 from evopose_sdk.training.search.mutation import MutationSpace, scale_filters
 
@@ -132,8 +133,6 @@ class SearchConfig:
     def compound_scaling(self) -> bool:
         """Whether the children's builder scales depth and width by input size (the training
         config's ``model.compound_scaling``, default true)."""
-        from evopose_sdk.training import config as cfgmod  # noqa: PLC0415
-
         try:
             tc = cfgmod.load_config(copy.deepcopy(self.train_config), self.train_overrides)
         except cfgmod.ConfigError as exc:

@@ -123,7 +123,7 @@ class RayExecutor:
                     if weights is not None:
                         child_dir = Path(spec["child_dir"])
                         child_dir.mkdir(parents=True, exist_ok=True)
-                        from evopose_sdk.card import atomic_write_bytes  # noqa: PLC0415
+                        from evopose_sdk.atomic import atomic_write_bytes  # noqa: PLC0415
 
                         atomic_write_bytes(child_dir / result["weights"], weights)
                     on_result(spec, result)

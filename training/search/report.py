@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from evopose_sdk.card import atomic_write_bytes, atomic_write_text
+from evopose_sdk.atomic import atomic_write_bytes, atomic_write_text
 from evopose_sdk.training.search.runner import DONE, Search
 
 log = logging.getLogger(__name__)

@@ -27,10 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from evopose_sdk.errors import RunInterrupted
+from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import genotype as gt
+from evopose_sdk.training.batches import KeypointBatches, pack_targets
 from evopose_sdk.training.search.config import SearchConfig
 from evopose_sdk.training.search.mutation import mutate
 from evopose_sdk.training.search.state import STATE_VERSION, SearchDir, SearchStateError, child_id
+from evopose_sdk.training.sources import load_sources, val_sources
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,6 @@ def child_seed(seed: int, generation: int, index: int) -> int:
 def child_train_config(cfg: SearchConfig, record: Mapping, run_dir: Path,
                        parent_weights: str | None) -> dict:
     """The resolved training config of one child (a :mod:`training.config` dict)."""
-    from evopose_sdk.training import config as cfgmod  # noqa: PLC0415
-
     gen0 = record["generation"] == 0
     overrides = list(cfg.train_overrides) + list(
         cfg.ancestor_overrides if gen0 else cfg.child_overrides)
@@ -98,9 +99,6 @@ def validation_arrays(train_cfg: Mapping, input_hw: Sequence[int], stride: int,
     Returns:
         images (N, h, w, 3) uint8, heatmaps (N, h/s, w/s, K) float32, weights (N, K) float32.
     """
-    from evopose_sdk.training.batches import KeypointBatches  # noqa: PLC0415
-    from evopose_sdk.training.sources import load_sources, val_sources  # noqa: PLC0415
-
     specs = val_sources(train_cfg)
     if not specs:
         raise SearchStateError("the training config has no validation data (data.val_root / "
@@ -122,14 +120,18 @@ def validation_arrays(train_cfg: Mapping, input_hw: Sequence[int], stride: int,
 
 
 def validation_loss(model, images: np.ndarray, heatmaps: np.ndarray, weights: np.ndarray,
-                    batch_size: int = 32) -> float:
-    """Mean per-person weighted heatmap MSE (the training loss without weight decay)."""
+                    batch_size: int = 32, loss=None) -> float:
+    """Mean per-person training loss without weight decay (``loss``: a loss of
+    :mod:`evopose_sdk.training.losses`, default :class:`~evopose_sdk.training.losses.HeatmapMSE`)
+    on (N, h, w, 3) images against (N, h/s, w/s, K) heatmaps and (N, K) weights."""
+    from evopose_sdk.training.losses import HeatmapMSE  # noqa: PLC0415  (Keras: children only)
+
     pred = np.asarray(model.predict(images.astype(np.float32), batch_size=batch_size,
                                     verbose=0), np.float32)
     if pred.shape != heatmaps.shape:
         raise ValueError(f"model heatmaps {pred.shape} do not match targets {heatmaps.shape}")
-    per = (weights[:, None, None, :] * np.square(pred - heatmaps)).mean(axis=(1, 2, 3))
-    return float(per.mean())
+    loss = loss if loss is not None else HeatmapMSE()
+    return float(loss(pack_targets(heatmaps, weights), pred))
 
 
 def train_child(spec: Mapping) -> dict:
@@ -145,15 +147,16 @@ def train_child(spec: Mapping) -> dict:
     """
     import keras  # noqa: PLC0415
 
+    from evopose_sdk.training.losses import loss_from_config  # noqa: PLC0415
     from evopose_sdk.training.network import count_macs, count_params  # noqa: PLC0415
-    from evopose_sdk.training.rundir import load_checkpoint  # noqa: PLC0415
+    from evopose_sdk.training.rundir import RunDir, load_checkpoint  # noqa: PLC0415
     from evopose_sdk.training.train import train  # noqa: PLC0415
 
     cfg = SearchConfig.from_any(spec["config"])
     record = spec["record"]
     child_dir = Path(spec["child_dir"])
-    run_dir = child_dir / "run"
-    tc = child_train_config(cfg, record, run_dir, spec.get("parent_weights"))
+    run = RunDir(child_dir / "run")
+    tc = child_train_config(cfg, record, run.root, spec.get("parent_weights"))
     t0 = time.time()
     keras.backend.clear_session()
     if keras.backend.backend() == "tensorflow":
@@ -162,24 +165,22 @@ def train_child(spec: Mapping) -> dict:
         tf.config.run_functions_eagerly(bool(cfg.eager))
     final = train(tc, resume="auto")
     seconds = time.time() - t0
-    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+    state = run.read_state() or {}
     if not state.get("finished"):  # SIGINT/SIGTERM: train() checkpointed and returned early
-        raise SearchInterrupted(f"{record['id']} stopped at step {state['step']} of "
-                                f"{state['total_steps']}; resume the search to finish it")
+        raise SearchInterrupted(f"{record['id']} stopped at step {state.get('step', 0)} of "
+                                f"{state.get('total_steps')}; resume the search to finish it")
     model = load_checkpoint(final, compile=False)
     stride = gt.heatmap_stride(record["genotype"])
     images, hms, wts = validation_arrays(tc, cfg.input_hw, stride, cfg.val_max_people)
-    loss = validation_loss(model, images, hms, wts, cfg.val_batch_size)
+    loss = validation_loss(model, images, hms, wts, cfg.val_batch_size, loss_from_config(tc))
     params, macs = count_params(model), count_macs(model)
     weights = child_dir / "model.keras"
     shutil.copyfile(final, child_dir / ".model.keras.tmp")
     os.replace(child_dir / ".model.keras.tmp", weights)
-    transfer = None
-    tr = run_dir / "transfer_report.json"
-    if tr.is_file():
-        transfer = json.loads(tr.read_text(encoding="utf-8")).get("summary")
+    report = run.read_transfer_report()
+    transfer = report.get("summary") if report else None
     if not cfg.keep_checkpoints:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run.ckpt_dir, ignore_errors=True)
     del model
     keras.backend.clear_session()
     return {"status": DONE, "weights": "model.keras", "params": params, "macs": macs,

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from evopose_sdk.card import atomic_write_text
+from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.errors import EvoPoseError
 
 SEARCH_FILE = "search.json"
