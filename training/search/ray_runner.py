@@ -1,28 +1,55 @@
 """Children trained in parallel on Ray: one child per GPU, or N CPU workers; local or cluster.
 
 ``RayExecutor()`` starts a local Ray (``ray.init``) sized to this machine; ``address="auto"``
-or ``"ray://host:10001"`` joins a running cluster. Every child is one Ray task running
-:func:`evopose_sdk.training.search.runner.train_child`; the driver alone writes the search
-state, as each task returns, so a killed driver resumes like a sequential search.
+or ``"host:6379"`` joins a running cluster (``ray start --head`` / ``ray start --address``).
+Every child is one Ray task running :func:`evopose_sdk.training.search.runner.train_child`;
+the driver alone writes the search state, as each task returns, so a killed driver resumes
+like a sequential search.
+
+Failures (tested on a real two-node cluster, ``tests/test_search_ray_cluster.py``):
+
+- a node or worker that dies mid-child: the driver trains that child again elsewhere (up to
+  ``max_retries`` times); its record says ``attempts``, ``node_id`` and ``node_ip``. Errors
+  the child raises itself are not retried.
+- the head that dies: the driver stops after ``head_timeout_s`` with
+  :class:`SearchClusterError` (the CLI exits 1); ``evopose-search resume`` on a restarted
+  cluster trains the children that were in flight again and nothing else.
 
 On a cluster the search folder should be on a shared filesystem (NFS) and the data at the
-same path on every node. Without one, the task gets the parent's weights as bytes, trains in
-a temp folder and sends the child's ``model.keras`` back.
-"""
+same path on every node, with the same evopose-sdk version installed. Without a shared
+folder, the task gets the parent's weights as bytes, trains in a temp folder and sends the
+child's ``model.keras`` back."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from evopose_sdk.errors import EvoPoseError
+
 log = logging.getLogger(__name__)
+
+#: Seconds between checks that the cluster's head still answers, while children train.
+_POLL_S = 2.0
 
 #: Environment of the worker processes (quiet TensorFlow, the driver's Keras backend).
 _ENV_KEYS = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS",
              "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE")
+
+
+class SearchClusterError(EvoPoseError, RuntimeError):
+    """Ray is missing, the cluster cannot be reached or was lost, or a child was lost too
+    often; the search's state on disk stays consistent, so it can be resumed."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def ray_available() -> bool:
@@ -30,6 +57,14 @@ def ray_available() -> bool:
     import importlib.util  # noqa: PLC0415
 
     return importlib.util.find_spec("ray") is not None
+
+
+def _node() -> dict:
+    """Where this Ray task runs (recorded with the child)."""
+    import ray  # noqa: PLC0415
+
+    return {"node_id": ray.get_runtime_context().get_node_id(),
+            "node_ip": ray.util.get_node_ip_address()}
 
 
 def _task(spec: Mapping, parent_bytes: bytes | None) -> tuple[dict, bytes | None]:
@@ -42,7 +77,7 @@ def _task(spec: Mapping, parent_bytes: bytes | None) -> tuple[dict, bytes | None
     child_dir = Path(spec["child_dir"])
     parent_ok = spec["parent_weights"] is None or Path(spec["parent_weights"]).is_file()
     if child_dir.parent.is_dir() and parent_ok:
-        return train_child(spec), None
+        return dict(train_child(spec), **_node()), None
     with tempfile.TemporaryDirectory(prefix="evopose-child-") as tmp:
         spec = dict(spec, child_dir=str(Path(tmp) / child_dir.name))
         Path(spec["child_dir"]).mkdir(parents=True)
@@ -50,7 +85,7 @@ def _task(spec: Mapping, parent_bytes: bytes | None) -> tuple[dict, bytes | None
             parent = Path(tmp) / "parent.keras"
             parent.write_bytes(parent_bytes)
             spec["parent_weights"] = str(parent)
-        result = train_child(spec)
+        result = dict(train_child(spec), **_node())
         return result, (Path(spec["child_dir"]) / result["weights"]).read_bytes()
 
 
@@ -59,33 +94,59 @@ class RayExecutor:
 
     Args:
         address: None for a local Ray started here, else a cluster address (``"auto"``).
-        workers: local CPU-only Ray: children trained at once (default: 1 per 4 CPUs, >= 1).
+        workers: without GPUs: children trained at once (default: 1 per 4 CPUs, >= 1, or
+            as many as fit when a node has fewer CPUs than that share).
         gpus_per_child: GPUs per child when the cluster has GPUs (default 1).
-        cpus_per_child: CPUs reserved per child (default: CPUs / workers locally, 1 on GPUs).
+        cpus_per_child: CPUs reserved per child (default: CPUs / workers, at most the CPUs
+            of the largest node; 1 on GPUs).
+        max_retries: times a child is trained again when Ray loses it (its worker or node
+            died); its own errors are never retried.
+        head_timeout_s: seconds the cluster's head may stay unreachable before the search
+            stops with :class:`SearchClusterError` (Ray ends a driver after 60 s).
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None,
-                 gpus_per_child: float = 1.0, cpus_per_child: float | None = None) -> None:
+                 gpus_per_child: float = 1.0, cpus_per_child: float | None = None,
+                 max_retries: int = 3, head_timeout_s: float = 15.0) -> None:
         if not ray_available():
-            raise RuntimeError("Ray is not installed: pip install 'evopose-sdk[search]' (or run "
-                               "the search sequentially)")
+            raise SearchClusterError("Ray is not installed: pip install 'evopose-sdk[search]' "
+                                     "(or run the search sequentially)")
         import ray  # noqa: PLC0415
 
         env = {k: os.environ[k] for k in _ENV_KEYS if k in os.environ}
         env.setdefault("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        self.address = address
+        self.max_retries = int(max_retries)
+        self.head_timeout_s = float(head_timeout_s)
         self._started = False
+        self._lost = False
+        self._search_dir = "DIR"
+        self._unreachable_since: float | None = None
         if not ray.is_initialized():
             kwargs = {"runtime_env": {"env_vars": env}, "include_dashboard": False,
                       "log_to_driver": False, "logging_level": logging.WARNING}
             if address is None:
                 ncpu = os.cpu_count() or 1
                 kwargs["num_cpus"] = ncpu
-            ray.init(address=address, **kwargs)
+            try:
+                ray.init(address=address, **kwargs)
+            except (ConnectionError, RuntimeError, ray.exceptions.RayError) as exc:
+                raise SearchClusterError(
+                    f"cannot connect to the Ray cluster at {address}: {_first_line(exc)} (a "
+                    "cluster with token authentication needs RAY_AUTH_TOKEN here too)") from exc
             self._started = True
+        #: Paths are shared with the workers only on a local Ray; on a cluster the parent's
+        #: weights travel with the task (and the child's back when the folder is not shared).
+        self._local = address is None
+        try:  # host:port of the head's GCS; None under Ray Client (ray://), not checked then
+            self._gcs: str | None = ray.get_runtime_context().gcs_address
+        except Exception:  # noqa: BLE001
+            self._gcs = None
         res = ray.cluster_resources()
+        node_cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
         gpus = float(res.get("GPU", 0))
         cpus = float(res.get("CPU", 1))
         if gpus >= 1:
@@ -95,41 +156,117 @@ class RayExecutor:
         else:
             n = int(workers) if workers else max(1, int(cpus) // 4)
             per = cpus_per_child if cpus_per_child else max(cpus / n, 0.01)
+            biggest = max(node_cpus, default=cpus)
+            if per > biggest:  # a child must fit on one node, or Ray never schedules it
+                per = biggest
+                n = int(workers) if workers else max(1, sum(int(c // per) for c in node_cpus))
             self.options = {"num_cpus": per}
             self.slots = n
         self._remote = ray.remote(max_retries=0)(_task)
-        log.info("Ray: %s; %d children at once with %s each", res, self.slots, self.options)
+        log.info("Ray: %d node(s), %s; %d children at once with %s each", len(node_cpus), res,
+                 self.slots, self.options)
 
     def run(self, specs: Sequence[Mapping], on_result: Callable[[Mapping, dict], None]) -> None:
-        """Submit every spec (at most ``slots`` in flight); ``on_result`` in completion order."""
-        import ray  # noqa: PLC0415
+        """Submit every spec (at most ``slots`` in flight); ``on_result`` in completion order.
 
-        queue = list(specs)
+        A child whose worker, node or result object is lost (``NodeDiedError``,
+        ``WorkerCrashedError``, ``ObjectLostError``...) is submitted again, at most
+        ``max_retries`` times; its result then says ``attempts``. An error the child raised
+        itself is not retried: it propagates, as in a sequential search. When the cluster's
+        head stops answering for ``head_timeout_s``, :class:`SearchClusterError` is raised:
+        the search's state is on disk, and ``evopose-search resume`` continues it on a
+        restarted cluster.
+        """
+        import ray  # noqa: PLC0415
+        from ray import exceptions as rex  # noqa: PLC0415
+
+        queue: list[tuple[Mapping, int]] = [(spec, 1) for spec in specs]
         running: dict = {}
+        if specs:  # children/<id> of the search folder (state.SearchDir), for messages
+            self._search_dir = str(Path(specs[0]["child_dir"]).parent.parent)
         try:
             while queue or running:
                 while queue and len(running) < self.slots:
-                    spec = queue.pop(0)
-                    pb = None
-                    pw = spec.get("parent_weights")
-                    if pw and not self._started:  # a cluster may not share the folder
-                        pb = Path(pw).read_bytes()
-                    ref = self._remote.options(**self.options).remote(dict(spec), pb)
-                    running[ref] = spec
-                done, _ = ray.wait(list(running), num_returns=1)
+                    spec, attempt = queue.pop(0)
+                    running[self._submit(spec)] = (spec, attempt)
+                done, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
+                if not done:
+                    self._check_head()
+                    continue
                 for ref in done:
-                    spec = running.pop(ref)
-                    result, weights = ray.get(ref)
+                    spec, attempt = running.pop(ref)
+                    try:
+                        result, weights = ray.get(ref)
+                    except (rex.RayTaskError, rex.TaskCancelledError):
+                        raise
+                    except rex.RayError as exc:
+                        cid = spec["record"]["id"]
+                        self._wait_for_head()
+                        if attempt > self.max_retries:
+                            raise SearchClusterError(
+                                f"{cid} was lost {attempt} times ({_first_line(exc)}); the "
+                                "search state is on disk: resume it when the cluster is "
+                                "healthy") from exc
+                        log.warning("%s lost its Ray worker (%s); training it again "
+                                    "(attempt %d of %d)", cid, _first_line(exc), attempt + 1,
+                                    self.max_retries + 1)
+                        queue.insert(0, (spec, attempt + 1))
+                        continue
                     if weights is not None:
                         child_dir = Path(spec["child_dir"])
                         child_dir.mkdir(parents=True, exist_ok=True)
-                        from evopose_sdk.atomic import atomic_write_bytes  # noqa: PLC0415
+                        from evopose_sdk.card import atomic_write_bytes  # noqa: PLC0415
 
                         atomic_write_bytes(child_dir / result["weights"], weights)
-                    on_result(spec, result)
+                    on_result(spec, dict(result, attempts=attempt))
         finally:
-            for ref in running:
-                ray.cancel(ref, force=True)
+            if not self._lost:
+                for ref in running:
+                    ray.cancel(ref, force=True)
+
+    def _head_answers(self) -> bool:
+        """Whether the head's GCS port accepts a TCP connection."""
+        if not self._gcs:
+            return True
+        host, _, port = str(self._gcs).rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=_POLL_S):
+                return True
+        except (OSError, ValueError):
+            return False
+
+    def _check_head(self) -> None:
+        """Raise :class:`SearchClusterError` once the head has not answered for
+        ``head_timeout_s`` (Ray itself ends this process a minute after losing it)."""
+        if self._head_answers():
+            self._unreachable_since = None
+            return
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+            log.warning("the Ray head at %s does not answer", self._gcs)
+        if now - self._unreachable_since >= self.head_timeout_s:
+            self._lost = True
+            where = f" --address {self.address}" if self.address else ""
+            raise SearchClusterError(
+                f"lost the Ray cluster: its head at {self._gcs} has not answered for "
+                f"{now - self._unreachable_since:.0f} s; the search's state is on disk: start "
+                f"the cluster again and continue with 'evopose-search resume {self._search_dir}{where}'")
+
+    def _wait_for_head(self) -> None:
+        """After a lost task: return once the head answers, or raise when it is gone."""
+        while not self._head_answers():
+            self._check_head()
+            time.sleep(1.0)
+        self._unreachable_since = None
+
+    def _submit(self, spec: Mapping):
+        """One Ray task for ``spec``; the parent's weights travel as bytes on a cluster."""
+        pb = None
+        pw = spec.get("parent_weights")
+        if pw and not self._local:  # a cluster may not share the folder
+            pb = Path(pw).read_bytes()
+        return self._remote.options(**self.options).remote(dict(spec), pb)
 
     def close(self) -> None:
         import ray  # noqa: PLC0415
