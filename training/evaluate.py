@@ -1,8 +1,9 @@
 """COCO keypoint AP of a Keras model (no export needed), with GT boxes or a detection file.
 
-Crops and decoding are the runtime's own: :mod:`evopose_sdk.geometry` for the crop and its
-inverse, :func:`evopose_sdk.decode.decode_heatmaps` and :func:`evopose_sdk.decode.flip_back`
-for the heatmaps. Scoring follows pycocotools ``COCOeval(iouType="keypoints")``: ground-truth
+People are posed by the runtime's own top-down pipeline,
+:class:`evopose_sdk.topdown.TopDownPipeline` (crops, flip test, :class:`~evopose_sdk.codec.
+HeatmapCodec` decoding, inverse affine, instance score), with the Keras model as its ``run``.
+Scoring follows pycocotools ``COCOeval(iouType="keypoints")``: ground-truth
 people with no labelled keypoints are ignored by COCOeval itself, ``area`` scales OKS (the
 data's ``bbox_x0.53`` areas are approximations, see the data README), people with few
 keypoints count like any other.
@@ -22,16 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from evopose_sdk import geometry
-from evopose_sdk.atomic import atomic_write_text
-from evopose_sdk.decode import decode_heatmaps, flip_back
+from evopose_sdk.card import atomic_write_text
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_SIGMAS
+from evopose_sdk.topdown import RunFn, TopDownPipeline
 from evopose_sdk.training import sources as srcmod
 
 log = logging.getLogger(__name__)
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-#: Keypoints whose peak is below this do not count towards the instance score.
-KEYPOINT_SCORE_THRESHOLD = 0.2
 
 
 @dataclass
@@ -96,47 +96,21 @@ def _boxes_by_image(gt: dict, detections) -> dict[int, list[tuple[np.ndarray, fl
     return out
 
 
-def predict_crops(model, crops: np.ndarray, flip: bool, flip_pairs, batch_size: int = 32,
-                  ) -> np.ndarray:
-    """Heatmaps (N, Hh, Ww, K) of uint8/float crops (N, h, w, 3) RGB; flip test averaged."""
-    outs = []
-    for lo in range(0, len(crops), batch_size):
-        x = np.asarray(crops[lo: lo + batch_size], np.float32)
-        hm = np.asarray(model.predict_on_batch(x), np.float32)
-        if flip:
-            hf = np.asarray(model.predict_on_batch(np.ascontiguousarray(x[:, :, ::-1])),
-                            np.float32)
-            hm = 0.5 * (hm + flip_back(hf, flip_pairs))
-        outs.append(hm)
-    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+def keras_run(model) -> RunFn:
+    """The Keras model as a pipeline ``run``: (N, H, W, 3) float32 RGB 0-255 crops ->
+    (N, Hh, Ww, K) float32 heatmaps (``predict_on_batch``, inference mode)."""
+    return lambda x: np.asarray(model.predict_on_batch(x), np.float32)
 
 
-def predict_image_people(model, image_rgb: np.ndarray, boxes_xywh: Sequence[np.ndarray], *,
-                         flip: bool = True, flip_pairs=COCO_FLIP_PAIRS, decode: str = "dark",
-                         padding: float = geometry.DEFAULT_PADDING, batch_size: int = 32,
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints of the people in given boxes of one image.
-
-    Returns:
-        ``keypoints_xy`` (n, K, 2) float64 in image pixels and ``scores`` (n, K) float32.
-    """
-    h, w = int(model.input_shape[1]), int(model.input_shape[2])
-    crops, mats = [], []
-    for b in boxes_xywh:
-        x, y, bw, bh = b
-        c, s = geometry.box_to_center_size([x, y, x + bw, y + bh], w / h, padding)
-        m = geometry.crop_affine(c, s, (h, w))
-        crops.append(geometry.warp_crop(image_rgb, m, (h, w)))
-        mats.append(m)
-    if not crops:
-        return np.zeros((0, model.output_shape[-1], 2)), np.zeros((0, model.output_shape[-1]))
-    hm = predict_crops(model, np.stack(crops), flip, flip_pairs, batch_size)
-    stride = h / hm.shape[1]
-    coords, scores = decode_heatmaps(hm, method=decode)
-    crop_xy = geometry.heatmap_to_crop(coords, stride)
-    img_xy = np.stack([geometry.apply_affine(crop_xy[i], geometry.invert_affine(mats[i]))
-                       for i in range(len(mats))])
-    return img_xy, scores
+def model_pipeline(model, *, flip: bool = True, flip_pairs=COCO_FLIP_PAIRS,
+                   decode: str = "dark", padding: float = geometry.DEFAULT_PADDING,
+                   batch_size: int = 32) -> TopDownPipeline:
+    """The runtime's top-down pipeline for a Keras model (codec from its input and output
+    shapes); ``batch_size`` crops per model call, flipped crops included."""
+    codec = HeatmapCodec.from_shapes(model.input_shape[1:3], model.output_shape[1:3],
+                                     decode_method=decode)
+    return TopDownPipeline(codec, flip_pairs, flip_test=flip, padding=padding,
+                           max_batch=batch_size)
 
 
 def evaluate_model(
@@ -186,6 +160,9 @@ def evaluate_model(
     if k != model.output_shape[-1]:
         raise ValueError(f"model predicts {model.output_shape[-1]} keypoints, data has {k}")
     boxes = _boxes_by_image(gt, detections)
+    pipe = model_pipeline(model, flip=flip, flip_pairs=kset.flip_pairs, decode=decode,
+                          batch_size=batch_size)
+    run = keras_run(model)
     results = []
     n_people = 0
     for im in gt["images"]:
@@ -193,17 +170,14 @@ def evaluate_model(
         if not people:
             continue
         image = srcmod.read_image_rgb(paths[im["id"]])
-        xy, sc = predict_image_people(model, image, [b for b, _, _ in people], flip=flip,
-                                      flip_pairs=kset.flip_pairs, decode=decode,
-                                      batch_size=batch_size)
+        boxes_xyxy = [[x, y, x + bw, y + bh] for (x, y, bw, bh), _, _ in people]
+        poses = pipe(run, image, boxes_xyxy, color="rgb")
         for p, (box, box_score, gt_id) in enumerate(people):
-            kp_s = sc[p]
-            good = kp_s > KEYPOINT_SCORE_THRESHOLD
-            inst = float(kp_s[good].mean()) if good.any() else float(kp_s.mean())
-            kps = np.concatenate([xy[p], kp_s[:, None]], axis=1)
+            kps = np.concatenate([poses.keypoints_xy[p], poses.keypoint_scores[p, :, None]],
+                                 axis=1)
             results.append({"image_id": im["id"], "category_id": cat["id"],
                             "keypoints": [round(float(v), 3) for v in kps.reshape(-1)],
-                            "score": inst * box_score,
+                            "score": float(poses.instance_scores[p]) * box_score,
                             "bbox": [round(float(v), 2) for v in box],
                             **({"gt_id": gt_id} if gt_id >= 0 else {})})
             n_people += 1
