@@ -95,6 +95,7 @@ def with_environ(marker: bytes) -> set[int]:
 
 
 def kill_all(pids: set[int]) -> None:
+    """SIGKILL each of ``pids`` (those already gone are skipped)."""
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -161,6 +162,7 @@ class LocalRayCluster:
         return len(re.findall(r"node_[0-9a-f]+", active)) if r.returncode == 0 else 0
 
     def wait_nodes(self, n: int, timeout: float = 120.0) -> None:
+        """Wait until the head lists ``n`` active nodes."""
         t0 = time.time()
         while self.alive_nodes() < n:
             if time.time() - t0 > timeout:

@@ -13,7 +13,9 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _ray_cluster import LocalRayCluster, open_files
@@ -34,7 +36,7 @@ SEARCH_CLI = [sys.executable, "-m", "evopose_sdk.training.search.cli"]
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path: Path):
     """A head and one worker node of 1 CPU each; every process killed on teardown."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'evopose-sdk[search]')")
     c = LocalRayCluster(tmp_path)
@@ -67,7 +69,8 @@ def _training_child(cluster: LocalRayCluster, node: str, root: Path) -> str | No
     return None
 
 
-def _wait(what: str, cond, proc: subprocess.Popen, timeout: float, poll: float = 0.05):
+def _wait(what: str, cond: Callable[[], Any], proc: subprocess.Popen, timeout: float,
+          poll: float = 0.05) -> Any:
     """Poll ``cond()`` until it returns a truthy value; fail if ``proc`` exits first."""
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -80,7 +83,9 @@ def _wait(what: str, cond, proc: subprocess.Popen, timeout: float, poll: float =
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _driver(args: list[str], cluster: LocalRayCluster, tmp_path: Path, name: str):
+def _driver(args: list[str], cluster: LocalRayCluster, tmp_path: Path,
+            name: str) -> subprocess.Popen:
+    """``evopose-search ARGS --address`` the cluster, its output in ``tmp_path/NAME.log``."""
     out = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115
     try:
         return subprocess.Popen(SEARCH_CLI + args + ["--address", cluster.address],
@@ -90,7 +95,8 @@ def _driver(args: list[str], cluster: LocalRayCluster, tmp_path: Path, name: str
         out.close()
 
 
-def test_search_survives_worker_node_and_head_loss(cluster, tmp_path):
+def test_search_survives_worker_node_and_head_loss(cluster: LocalRayCluster,
+                                                   tmp_path: Path) -> None:
     t_start = time.time()
     root = tmp_path / "search"
     cfg = tmp_path / "search_config.json"
