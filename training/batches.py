@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 from collections.abc import Mapping
+from multiprocessing.pool import ThreadPool
 
 import cv2
 import numpy as np
@@ -203,13 +205,9 @@ class BatchLoader:
     def __enter__(self) -> BatchLoader:
         if self.workers > 0:
             if self.use_multiprocessing:
-                import multiprocessing as mp  # noqa: PLC0415
-
                 self._pool = mp.get_context("spawn").Pool(
                     self.workers, initializer=_init_worker, initargs=(self.batches,))
             else:
-                from multiprocessing.pool import ThreadPool  # noqa: PLC0415
-
                 self._pool = ThreadPool(self.workers)
         return self
 

@@ -21,6 +21,7 @@ epoch, position), so the resumed run sees the same batches as an uninterrupted o
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import logging
@@ -230,8 +231,6 @@ def tensorboard_writer(root: str | os.PathLike):
     (TensorBoard needs the TensorFlow backend and the ``tensorboard`` package)."""
     if keras.backend.backend() != "tensorflow":
         return None
-    import importlib.util  # noqa: PLC0415
-
     if importlib.util.find_spec("tensorboard") is None:
         log.info("tensorboard is not installed; logging to CSV only")
         return None

@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,23 +58,18 @@ class _StopFlag:
         self._old = {}
 
     def __enter__(self):
-        import signal  # noqa: PLC0415
-        import threading  # noqa: PLC0415
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if self.requested and signum == 2:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         log.warning("signal %d: stopping after this step with a checkpoint", signum)
         self.requested = True
 
     def __exit__(self, *exc):
-        import signal  # noqa: PLC0415
-
         for sig, old in self._old.items():
             signal.signal(sig, old)
         return False
