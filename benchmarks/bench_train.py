@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from gpu_train_check import synthetic_source
 
-    from evopose_sdk.training.batches import KeypointBatches, pack_targets
+    from evopose_sdk.codec import HeatmapCodec
+    from evopose_sdk.training.batches import KeypointBatches
     from evopose_sdk.training.model import compile_model
     from evopose_sdk.training.network import build_named, get_spec
     from evopose_sdk.training.schedules import WarmupCosineDecay
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
             pipe_ips = n / (time.perf_counter() - t0)
             # training step alone on one fixed batch
             images, hms, w = batches.batch(0)
-            x, y = images.astype(np.float32), pack_targets(hms, w)
+            x, y = images.astype(np.float32), HeatmapCodec.pack(hms, w)
             keras.utils.set_random_seed(0)
             model = build_named(size, weight_decay=1e-5)
             compile_model(model, WarmupCosineDecay(1e-3, 1000, 10))

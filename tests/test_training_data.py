@@ -1,4 +1,6 @@
-"""Training data: target encoding vs the runtime decoder, augmentation geometry, sources."""
+"""Training data: samples decoded by the runtime codec, augmentation geometry, sources.
+
+The target encoding itself is tested with the codec (tests/test_codec.py)."""
 
 from __future__ import annotations
 
@@ -9,48 +11,15 @@ import numpy as np
 import pytest
 from _training_helpers import require_data, write_coco_source
 
-from evopose_sdk import geometry
-from evopose_sdk.decode import decode_heatmaps
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, CocoKeypoint
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training.batches import BatchLoader, KeypointBatches, epoch_order
 from evopose_sdk.training.keypoint_sets import KeypointSet
-from evopose_sdk.training.samples import AugmentConfig, default_sigma, encode_heatmaps, make_sample
+from evopose_sdk.training.samples import AugmentConfig, make_sample
 from evopose_sdk.training.sources import DataError, SourceSpec, load_sources, sources_in_root
 
 LW, RW = int(CocoKeypoint.LEFT_WRIST), int(CocoKeypoint.RIGHT_WRIST)
-
-
-@pytest.mark.parametrize("input_hw,stride", [((256, 192), 4), ((256, 192), 2), ((128, 96), 4)])
-def test_encoder_and_dark_decoder_agree_within_005_px(input_hw, stride):
-    rng = np.random.default_rng(0)
-    hm_hw = (input_hw[0] // stride, input_hw[1] // stride)
-    # sub-pixel points well inside the crop
-    kp = np.stack([rng.uniform(0.25, 0.75, 17) * input_hw[1],
-                   rng.uniform(0.25, 0.75, 17) * input_hw[0]], axis=1)
-    hm, w = encode_heatmaps(kp, np.ones(17, bool), hm_hw, stride)
-    assert hm.shape == (*hm_hw, 17) and hm.dtype == np.float32
-    assert np.all(w == 1) and np.all(hm.max(axis=(0, 1)) > 0.75)
-    coords, _ = decode_heatmaps(hm[None], method="dark")
-    back = geometry.heatmap_to_crop(coords[0], stride)
-    err = np.abs(back - kp).max()
-    assert err < 0.05, f"encode->decode error {err:.4f} px"
-
-
-def test_sigma_is_2_at_64x48_and_scales():
-    assert default_sigma((64, 48)) == 2.0
-    assert default_sigma((128, 96)) == 4.0
-    assert default_sigma((32, 24)) == 1.0
-
-
-def test_unlabelled_and_outside_joints_get_zero_weight():
-    kp = np.full((17, 2), 50.0)
-    valid = np.ones(17, bool)
-    valid[:5] = False                     # LSP-style: no face points
-    kp[16] = (500.0, 50.0)                # outside a 192-wide crop
-    hm, w = encode_heatmaps(kp, valid, (64, 48), 4)
-    assert w[:5].sum() == 0 and w[16] == 0 and w[5:16].sum() == 11
-    assert np.all(hm[..., :5] == 0) and np.all(hm[..., 16] == 0)
 
 
 def _dot_image(point, hw=(300, 400)):
@@ -119,8 +88,8 @@ def test_rotation_and_scale_map_keypoints_through_the_pixel_affine(seed):
     dot = _find_dot(s["image"])
     assert np.abs(dot - s["keypoints"][LW]).max() < 0.5, (dot, s["keypoints"][LW])
     # and the heatmap peak decodes back to the same place
-    coords, _ = decode_heatmaps(s["heatmaps"][None], method="dark")
-    assert np.abs(geometry.heatmap_to_crop(coords[0, LW], 4) - s["keypoints"][LW]).max() < 0.1
+    coords, _ = HeatmapCodec((256, 192), 4).decode(s["heatmaps"][None])
+    assert np.abs(coords[0, LW] - s["keypoints"][LW]).max() < 0.1
 
 
 def test_half_body_crops_to_upper_or_lower_joints():

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.training import config as cfgmod
-from evopose_sdk.training.batches import pack_targets
 from evopose_sdk.training.losses import (
     LOSSES,
     HeatmapMSE,
@@ -23,7 +23,7 @@ def _batch(k: int = 5, seed: int = 0):
     target = rng.random((3, 8, 6, k)).astype(np.float32)
     pred = rng.random((3, 8, 6, k)).astype(np.float32)
     w = (rng.random((3, k)) > 0.3).astype(np.float32)
-    return pack_targets(target, w), pred, target, w
+    return HeatmapCodec.pack(target, w), pred, target, w
 
 
 def test_ohkm_averages_each_samples_hardest_joints():

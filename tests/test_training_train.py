@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from _training_helpers import DATA_ROOT, REPO, require_data
 
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.training import config as cfgmod
-from evopose_sdk.training.batches import pack_targets
 from evopose_sdk.training.losses import HeatmapMSE
 from evopose_sdk.training.model import build_model
 from evopose_sdk.training.rundir import load_checkpoint, read_loss_curve
@@ -44,7 +44,7 @@ def test_heatmap_loss_ignores_masked_joints():
     target = rng.random((2, 8, 6, 3)).astype(np.float32)
     pred = rng.random((2, 8, 6, 3)).astype(np.float32)
     w = np.array([[1, 0, 1], [1, 1, 0]], np.float32)
-    y = pack_targets(target, w)
+    y = HeatmapCodec.pack(target, w)
     loss = float(HeatmapMSE()(y, pred))
     expected = np.mean(w[:, None, None, :] * (pred - target) ** 2)
     assert loss == pytest.approx(expected, rel=1e-5)

@@ -18,6 +18,7 @@ from multiprocessing.pool import ThreadPool
 import cv2
 import numpy as np
 
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS
 from evopose_sdk.training.samples import AugmentConfig, make_sample
 from evopose_sdk.training.sources import PersonRecords, SourceSpec, read_image_rgb
@@ -129,17 +130,6 @@ def make_batches(cfg: Mapping, records: PersonRecords, input_hw, stride: int,
                           epoch=epoch, sigma=cfg["data"]["sigma"])
 
 
-def pack_targets(heatmaps: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(B, Hh, Wh, K) heatmaps + (B, K) weights -> (B, Hh, Wh, 2K) float32 ``y_true``.
-
-    The loss (:class:`evopose_sdk.training.losses.HeatmapMSE`) splits them again; packing keeps
-    the per-joint weights inside ``y`` so any Keras training entry point works.
-    """
-    b, hh, ww, k = heatmaps.shape
-    w = np.broadcast_to(weights[:, None, None, :].astype(np.float32), (b, hh, ww, k))
-    return np.concatenate([heatmaps.astype(np.float32), w], axis=-1)
-
-
 def make_pydataset(batches: KeypointBatches, workers: int = 1, use_multiprocessing: bool = False,
                    max_queue_size: int = 4):
     """Wrap :class:`KeypointBatches` as a ``keras.utils.PyDataset`` for ``model.fit``.
@@ -160,7 +150,7 @@ def make_pydataset(batches: KeypointBatches, workers: int = 1, use_multiprocessi
 
         def __getitem__(self, i):
             images, hms, weights = self.batches.batch(i)
-            return images.astype(np.float32), pack_targets(hms, weights)
+            return images.astype(np.float32), HeatmapCodec.pack(hms, weights)
 
         def on_epoch_end(self):
             self.batches.set_epoch(self.batches.epoch + 1)

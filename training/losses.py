@@ -1,7 +1,7 @@
 """Training losses, chosen by the config's ``train.loss`` (a name in :data:`LOSSES`).
 
 A loss is a ``keras.losses.Loss`` called as ``loss(y_true, y_pred)`` with ``y_true`` the
-packed targets of :func:`evopose_sdk.training.batches.pack_targets` and ``y_pred`` the
+packed targets of :meth:`evopose_sdk.codec.HeatmapCodec.pack` and ``y_pred`` the
 model's (N, H, W, K) heatmaps; it returns the (N,) per-sample loss from ``call``.
 
 Adding a loss: write its class here (registered with
@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import keras
 from keras import ops
 
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.training.config import ConfigError
 
 
@@ -26,8 +27,8 @@ class HeatmapMSE(keras.losses.Loss):
     """Mean squared heatmap error with per-joint target weights.
 
     ``y_true`` is (N, H, W, 2K): target heatmaps then per-joint weights broadcast over H, W
-    (see :func:`evopose_sdk.training.batches.pack_targets`); ``y_pred`` is (N, H, W, K). The
-    per-sample loss is ``mean_{h,w,k} w_k (pred - target)^2`` in float32.
+    (:meth:`evopose_sdk.codec.HeatmapCodec.pack`, read back with its ``split``); ``y_pred`` is
+    (N, H, W, K). The per-sample loss is ``mean_{h,w,k} w_k (pred - target)^2`` in float32.
     """
 
     def __init__(self, name: str = "heatmap_mse", reduction: str = "sum_over_batch_size",
@@ -38,7 +39,7 @@ class HeatmapMSE(keras.losses.Loss):
         k = y_pred.shape[-1]
         y_pred = ops.cast(y_pred, "float32")
         y_true = ops.cast(y_true, "float32")
-        target, weight = y_true[..., :k], y_true[..., k:]
+        target, weight = HeatmapCodec.split(y_true, k)
         return ops.mean(weight * ops.square(y_pred - target), axis=(1, 2, 3))
 
     def get_config(self) -> dict:
@@ -65,7 +66,7 @@ class HeatmapOHKM(HeatmapMSE):
         k = y_pred.shape[-1]
         y_pred = ops.cast(y_pred, "float32")
         y_true = ops.cast(y_true, "float32")
-        target, weight = y_true[..., :k], y_true[..., k:]
+        target, weight = HeatmapCodec.split(y_true, k)
         per_joint = ops.mean(weight * ops.square(y_pred - target), axis=(1, 2))  # (N, K)
         hardest, _ = ops.top_k(per_joint, min(self.top_k, k))
         return ops.mean(hardest, axis=-1)

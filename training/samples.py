@@ -4,9 +4,9 @@ Backend-agnostic (numpy + OpenCV). The crop geometry is :mod:`evopose_sdk.geomet
 module only composes it with the augmentation (the users'-people augmentations themselves
 are in :mod:`evopose_sdk.training.augment`).
 
-* Targets are unbiased Gaussians: the centre is the sub-pixel keypoint in heatmap cells,
-  ``geometry.crop_to_heatmap(kp_crop, stride)``; sigma is 2 cells at a 64x48 heatmap and
-  scales with the heatmap height.
+* Targets are the codec's (:meth:`evopose_sdk.codec.HeatmapCodec.encode`): unbiased
+  Gaussians centred on the sub-pixel keypoint in heatmap cells; sigma is 2 cells at a 64x48
+  heatmap and scales with the heatmap height.
 * Every random choice of a sample is drawn from the ``rng`` it is given
   (:class:`evopose_sdk.training.batches.KeypointBatches` seeds it by (seed, epoch, position)).
 """
@@ -19,52 +19,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from evopose_sdk import geometry
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, flip_permutation
 from evopose_sdk.training import augment as augmod
 from evopose_sdk.training.sources import DataError
-
-
-def default_sigma(heatmap_hw: tuple[int, int]) -> float:
-    """Gaussian sigma in heatmap cells: 2 at a 64x48 heatmap, proportional to its height."""
-    return 2.0 * heatmap_hw[0] / 64.0
-
-
-def encode_heatmaps(
-    keypoints_crop: np.ndarray,
-    valid: np.ndarray,
-    heatmap_hw: tuple[int, int],
-    stride: float,
-    sigma: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Unbiased Gaussian target heatmaps.
-
-    Args:
-        keypoints_crop: (K, 2) keypoints in crop pixels (pixel-centre convention).
-        valid: (K,) bool, joints that are labelled.
-        heatmap_hw: (Hh, Wh) heatmap size in cells.
-        stride: crop pixels per heatmap cell.
-        sigma: Gaussian sigma in cells (default :func:`default_sigma`).
-
-    Returns:
-        ``heatmaps`` (Hh, Wh, K) float32 with peak 1 at the exact sub-pixel centre
-        ``geometry.crop_to_heatmap(kp, stride)``, and ``weights`` (K,) float32: 1 for a
-        labelled joint whose centre lies inside the heatmap, else 0 (its map is all zeros).
-    """
-    hh, ww = int(heatmap_hw[0]), int(heatmap_hw[1])
-    sigma = default_sigma((hh, ww)) if sigma is None else float(sigma)
-    kp = np.asarray(keypoints_crop, np.float64).reshape(-1, 2)
-    k = kp.shape[0]
-    mu = geometry.crop_to_heatmap(kp, stride)
-    inside = ((mu[:, 0] >= -0.5) & (mu[:, 0] <= ww - 0.5) & (mu[:, 1] >= -0.5)
-              & (mu[:, 1] <= hh - 0.5) & np.all(np.isfinite(mu), axis=1))
-    weights = (np.asarray(valid, bool).reshape(k) & inside).astype(np.float32)
-    xs = np.arange(ww, dtype=np.float64)
-    ys = np.arange(hh, dtype=np.float64)
-    mu = np.where(np.isfinite(mu), mu, 0.0)
-    gx = np.exp(-((xs[None, :] - mu[:, :1]) ** 2) / (2 * sigma * sigma))  # (K, Ww)
-    gy = np.exp(-((ys[None, :] - mu[:, 1:]) ** 2) / (2 * sigma * sigma))  # (K, Hh)
-    hm = gy[:, :, None] * gx[:, None, :] * weights[:, None, None]
-    return np.ascontiguousarray(hm.transpose(1, 2, 0), dtype=np.float32), weights
 
 
 @dataclass
@@ -245,6 +203,6 @@ def make_sample(
             crop = augmod.degrade(crop, rng, lowres=True)
         elif r < aug.lowres_prob + aug.blur_prob:
             crop = augmod.degrade(crop, rng, lowres=False)
-    hm, weights = encode_heatmaps(kp_crop, valid, (h // stride, w // stride), stride, sigma)
+    hm, weights = HeatmapCodec((h, w), stride, sigma).encode(kp_crop, valid)
     return {"image": crop, "heatmaps": hm, "weights": weights, "keypoints": kp_crop,
             "matrix": matrix, "flipped": flip}

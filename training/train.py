@@ -25,10 +25,11 @@ import numpy as np
 from keras import ops
 
 from evopose_sdk.atomic import atomic_write_text
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import evaluate, quantize, transfer
 from evopose_sdk.training import genotype as gt
-from evopose_sdk.training.batches import BatchLoader, KeypointBatches, make_batches, pack_targets
+from evopose_sdk.training.batches import BatchLoader, KeypointBatches, make_batches
 from evopose_sdk.training.devices import (
     device_scope,
     resolve_precision,
@@ -168,7 +169,7 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                 for _, images, hms, weights in it:
                     lr = schedule.value(step)
                     logs = model.train_on_batch(images.astype(np.float32),
-                                                pack_targets(hms, weights),
+                                                HeatmapCodec.pack(hms, weights),
                                                 return_dict=True)
                     loss = float(logs["loss"])
                     hm_loss = float(logs.get("heatmap_loss", float("nan")))

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.errors import RunInterrupted
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import genotype as gt
-from evopose_sdk.training.batches import KeypointBatches, pack_targets
+from evopose_sdk.training.batches import KeypointBatches
 from evopose_sdk.training.search.config import SearchConfig
 from evopose_sdk.training.search.mutation import mutate
 from evopose_sdk.training.search.state import STATE_VERSION, SearchDir, SearchStateError, child_id
@@ -131,7 +132,7 @@ def validation_loss(model, images: np.ndarray, heatmaps: np.ndarray, weights: np
     if pred.shape != heatmaps.shape:
         raise ValueError(f"model heatmaps {pred.shape} do not match targets {heatmaps.shape}")
     loss = loss if loss is not None else HeatmapMSE()
-    return float(loss(pack_targets(heatmaps, weights), pred))
+    return float(loss(HeatmapCodec.pack(heatmaps, weights), pred))
 
 
 def train_child(spec: Mapping) -> dict:
