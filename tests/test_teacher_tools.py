@@ -94,6 +94,13 @@ def test_rebuilt_checkpoint_matches_the_onnx_file_and_survives_fp16(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "max |heatmap diff| vs ONNX" in proc.stderr
+    from evopose_sdk.card import ModelCard
+    from evopose_sdk.training.keypoint_sets import read_beside
+
+    card = ModelCard.load(REPO / "models" / "evopose2d-s-128.onnx.json")
+    assert read_beside(out).to_dict() == {"keypoint_names": card.keypoint_names,
+                                          "flip_pairs": card.flip_pairs,
+                                          "skeleton": card.skeleton}
 
     import keras
     import onnxruntime as ort

@@ -216,9 +216,12 @@ def main(argv=None) -> int:
         return 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from evopose_sdk.training.keypoint_sets import KeypointSet, save_beside
     from evopose_sdk.training.rundir import save_keras_atomic
+
     save_keras_atomic(model, out)
-    log.info("wrote %s", out)
+    save_beside(KeypointSet.from_dict(card), out)  # the card's keypoint set travels on
+    log.info("wrote %s (+ %s)", out, out.stem + ".keypoints.json")
     return 0
 
 
