@@ -54,9 +54,10 @@ class PoseSource:
         return re.sub(r"[^A-Za-z0-9_.]+", "_", self.name).strip("_") or "model"
 
 
-def check_pose_model(model: keras.Model, where: str, num_keypoints: int = 17) -> tuple[
+def check_pose_model(model: keras.Model, where: str, num_keypoints: int | None = 17) -> tuple[
         tuple[int, int], int, int]:
-    """Check that ``model`` follows the pose-model contract.
+    """Check that ``model`` follows the pose-model contract (with ``num_keypoints`` heatmaps;
+    None: any number).
 
     Returns:
         ``(input_hw, heatmap_stride, num_keypoints)``.
@@ -84,7 +85,7 @@ def check_pose_model(model: keras.Model, where: str, num_keypoints: int = 17) ->
         raise ExportError(
             f"{where} is not a pose model: heatmaps {hh}x{hw} are not the input {h}x{w} "
             "divided by one integer stride")
-    if k != num_keypoints:
+    if num_keypoints is not None and k != num_keypoints:
         raise ExportError(
             f"{where} does not fit its keypoint set: its output has {k} channels, expected "
             f"{num_keypoints} heatmaps")
@@ -98,7 +99,7 @@ def default_keypoints(num_keypoints: int) -> KeypointSet:
     return KeypointSet(tuple(f"keypoint_{i}" for i in range(num_keypoints)), ())
 
 
-def _keypoints_beside(path: Path, model: keras.Model) -> KeypointSet:
+def _keypoints_beside(path: Path, k: int) -> KeypointSet:
     """The keypoint set training wrote beside ``path``; COCO-17 for a 17-channel model that
     has none (checkpoints from before the sidecar, foreign files). Any other K needs one."""
     try:
@@ -107,7 +108,6 @@ def _keypoints_beside(path: Path, model: keras.Model) -> KeypointSet:
         raise ExportError(str(exc)) from None
     if kset is not None:
         return kset
-    k = int(model.outputs[0].shape[-1]) if len(model.outputs) == 1 else -1
     if k != len(COCO_KEYPOINT_NAMES):
         raise ExportError(
             f"{path} has {k} output channels and no keypoint set beside it "
@@ -236,8 +236,11 @@ def load_source(
             raise ExportError(f"{p} does not hold a Keras model")
         if quantize.has_fake_quant(model):  # a quantisation-aware checkpoint: plain network
             model = quantize.strip_fake_quant(model)
-        kset = _keypoints_beside(p, model)
-        io_hw, stride, k = check_pose_model(model, str(p), kset.num_keypoints)
+        io_hw, stride, k = check_pose_model(model, str(p), None)
+        kset = _keypoints_beside(p, k)
+        if kset.num_keypoints != k:
+            raise ExportError(f"{p} has {k} heatmap channels but its keypoint set "
+                              f"{keypoints_path_for(p).name} names {kset.num_keypoints}")
         if geno is None:
             geno = infer_genotype(model, io_hw)
             if geno is None:

@@ -129,10 +129,14 @@ def test_lsp_keypoints_travel_from_training_to_card_to_flip_test(lsp_run):
         np.testing.assert_allclose(result.keypoints[..., :2], poses.keypoints_xy, atol=1e-3)
 
 
-def test_export_refuses_a_non_coco_checkpoint_without_its_keypoint_set(lsp_run, tmp_path):
+def test_export_refuses_a_checkpoint_without_its_keypoint_set_or_with_another(lsp_run, tmp_path):
     _, final = lsp_run
     bare = tmp_path / "bare.keras"
     bare.write_bytes(final.read_bytes())
     with pytest.raises(ExportError, match="14 output channels and no keypoint set beside it"):
+        export_model(bare, tmp_path / "out", formats="onnx", n_parity=2)
+    save_beside(KeypointSet(tuple(f"j{i}" for i in range(17)), ()), bare)
+    with pytest.raises(ExportError, match="14 heatmap channels but its keypoint set "
+                                          "bare.keypoints.json names 17"):
         export_model(bare, tmp_path / "out", formats="onnx", n_parity=2)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
