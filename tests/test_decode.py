@@ -81,3 +81,49 @@ def test_flip_back_is_exact_mirror_with_channel_swap() -> None:
 def test_decode_rejects_bad_input(heatmaps, method, error) -> None:
     with pytest.raises(error):
         decode_heatmaps(heatmaps, method)
+
+
+def _dark_loop(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
+    """The DARK step as a loop over maps (the code before it was vectorised): the reference."""
+    import cv2
+
+    coords, _ = argmax_2d(heatmaps)
+    hm_nkhw = heatmaps.transpose(0, 3, 1, 2)
+    n, k, h, w = hm_nkhw.shape
+    out = coords.copy()
+    for i in range(n):
+        for j in range(k):
+            hm = np.ascontiguousarray(hm_nkhw[i, j])
+            blurred = cv2.GaussianBlur(hm, (kernel, kernel), 0)
+            if float(blurred.max()) > 0:
+                blurred = blurred * (float(hm.max()) / float(blurred.max()))
+            logh = np.log(np.maximum(blurred, 1e-10))
+            px, py = int(coords[i, j, 0]), int(coords[i, j, 1])
+            if not (1 <= px < w - 1 and 1 <= py < h - 1):
+                continue
+            dx = 0.5 * (logh[py, px + 1] - logh[py, px - 1])
+            dy = 0.5 * (logh[py + 1, px] - logh[py - 1, px])
+            dxx = logh[py, px + 1] - 2 * logh[py, px] + logh[py, px - 1]
+            dyy = logh[py + 1, px] - 2 * logh[py, px] + logh[py - 1, px]
+            dxy = 0.25 * (logh[py + 1, px + 1] - logh[py + 1, px - 1]
+                          - logh[py - 1, px + 1] + logh[py - 1, px - 1])
+            det = dxx * dyy - dxy * dxy
+            if abs(det) < 1e-12 or dxx >= 0 or dyy >= 0:
+                continue
+            off_x, off_y = -(dyy * dx - dxy * dy) / det, -(dxx * dy - dxy * dx) / det
+            if abs(off_x) <= 1.0 and abs(off_y) <= 1.0:
+                out[i, j] += (off_x, off_y)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 48, 17), (1, 32, 24, 1), (2, 64, 48, 5)])
+def test_vectorised_dark_equals_the_loop_over_maps(shape) -> None:
+    rng = np.random.default_rng(3)
+    noisy = rng.random(shape).astype(np.float32) ** 8  # random peaks, some on the border
+    peaks = gaussian_heatmaps(rng.uniform(0, 20, (shape[0], shape[3], 2)), shape[1:3])
+    edge = np.zeros(shape, np.float32)
+    edge[:, 0, -1, :] = 1.0  # peak in a corner: no Taylor step
+    for heatmaps in (noisy, peaks, edge, np.zeros(shape, np.float32)):
+        got, _ = decode_heatmaps(heatmaps, "dark")
+        np.testing.assert_allclose(got, _dark_loop(heatmaps), rtol=0, atol=1e-5)
+    assert decode_heatmaps(np.zeros((0, 64, 48, 17), np.float32), "dark")[0].shape == (0, 17, 2)
