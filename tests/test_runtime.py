@@ -423,3 +423,25 @@ def test_result_draw_returns_an_annotated_copy(pose_onnx) -> None:
     assert drawn.shape == image.shape and (drawn != image).any(axis=2).mean() > 0.001
     with pytest.raises(ValueError, match="uint8"):
         result.draw(image.astype(np.float32))
+
+
+def test_tflite_runs_a_batch_in_one_call_like_one_by_one(monkeypatch) -> None:
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert not installed")
+    from evopose_sdk.backends import TFLiteBackend
+
+    model = resolve_model("evopose2d-s-128", backend="tflite", precision="int8").path
+    crops = np.random.default_rng(0).uniform(0, 255, (5, 128, 96, 3)).astype(np.float32)
+    be = TFLiteBackend(model)
+    one_by_one = np.concatenate([be.run(crops[i:i + 1]) for i in range(5)])
+    np.testing.assert_array_equal(be.run(crops), one_by_one)  # int8: bit-exact
+    np.testing.assert_array_equal(be.run(crops[:3]), one_by_one[:3])  # batch size changes
+    assert be.run(crops[:0]).shape == (0, *one_by_one.shape[1:])
+    # a graph that refuses another batch: crops run one by one from then on
+    fallback = TFLiteBackend(model)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("fixed batch")
+
+    monkeypatch.setattr(fallback.interpreter, "resize_tensor_input", refuse)
+    np.testing.assert_array_equal(fallback.run(crops), one_by_one)
+    assert not fallback._batched
