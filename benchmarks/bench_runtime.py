@@ -46,6 +46,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from evopose_sdk.cli import FAST_PRESET  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_runtime")
 
@@ -195,9 +197,11 @@ MODES: dict[str, dict] = {
                      cli="--precision fp32"),
     "balanced": dict(est=dict(flip_test=False), stream=dict(detect_every=3),
                      cli="--no-flip --detect-every 3"),
-    "fast": dict(est=dict(model="evopose2d-s-128", precision="int8", flip_test=False),
-                 stream=dict(detect_every=5),
-                 cli="--model evopose2d-s-128 --precision int8 --no-flip --detect-every 5"),
+    # ``evopose-infer --fast``: the CLI's preset, so the two cannot drift apart
+    "fast": dict(est=dict(model=FAST_PRESET["model"], precision=FAST_PRESET["precision"],
+                          flip_test=not FAST_PRESET["no_flip"], threads=FAST_PRESET["threads"]),
+                 stream=dict(detect_every=FAST_PRESET["detect_every"]),
+                 cli="--fast"),
 }
 
 

@@ -38,6 +38,13 @@ logger = logging.getLogger("evopose_sdk.cli")
 
 PROG = "evopose-infer"
 
+#: ``--fast``: the fast mode of the speed table (README, ``benchmarks/bench_runtime.py``
+#: ``MODES["fast"]``), as the options it stands for; an option given explicitly wins. Two
+#: pose threads: the detector (one thread, every 5th frame) and decoding leave the second
+#: core mostly idle, and the pose network takes it.
+FAST_PRESET: dict[str, object] = {"model": "evopose2d-s-128", "precision": "int8",
+                                  "no_flip": True, "detect_every": 5, "threads": 2}
+
 _EPILOG = """\
 outputs:
   video / webcam source   <name>_pose.mp4 (annotated) + <name>_pose.jsonl
@@ -56,6 +63,7 @@ models: a shipped file by name (evopose2d-s_int8) or a model name + --precision
 examples:
   evopose-infer walk.mp4
   evopose-infer walk.mp4 --detect-every 3 --no-flip --output out/
+  evopose-infer walk.mp4 --fast                   # the fast mode (S-128 int8, detect every 5)
   evopose-infer 0 --max-frames 300                # webcam 0
   evopose-infer photos/ --model my_model.onnx --detector yolo11n.onnx
 """
@@ -104,9 +112,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument("source", metavar="SOURCE",
                    help="video file, image folder, image file, or webcam index (e.g. 0)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=DEFAULT_MODEL,
+    g.add_argument("--fast", action="store_true",
+                   help="the fast mode: same as --model evopose2d-s-128 --precision int8 "
+                        "--no-flip --detect-every 5 --threads 2 (each can still be given to "
+                        "override it)")
+    g.add_argument("--model", default=None,
                    help="shipped model name (evopose2d-s), shipped file name (evopose2d-s_int8) "
-                        "or a path to an .onnx/.tflite file with its card (default: %(default)s)")
+                        f"or a path to an .onnx/.tflite file with its card (default: {DEFAULT_MODEL})")
     g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="which file of a shipped model: fp32 (ONNX), fp16 or int8 (TFLite) "
                         "(default: PoseEstimator's for the model; see 'models' below)")
@@ -121,9 +133,9 @@ def build_parser() -> ArgumentParser:
                         "'none' (whole image is one person), a YOLO .onnx or .pt path "
                         "(default: %(default)s)")
     v = p.add_argument_group("video")
-    v.add_argument("--detect-every", type=_int_at_least(1), default=1, metavar="K",
+    v.add_argument("--detect-every", type=_int_at_least(1), default=None, metavar="K",
                    help="run the detector every K frames; in between, crops follow the previous "
-                        "frame's keypoints (default: %(default)s)")
+                        "frame's keypoints (default: 1)")
     v.add_argument("--no-smooth", action="store_true",
                    help="disable One-Euro temporal smoothing of keypoints")
     v.add_argument("--no-track", action="store_true",
@@ -144,6 +156,22 @@ def build_parser() -> ArgumentParser:
                    help="write only the JSON-lines file, no annotated video/images")
     add_verbosity_options(o)
     return p
+
+
+def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options ``--fast`` stands for (:data:`FAST_PRESET`) where not given, then the
+    plain defaults (``--model`` DEFAULT_MODEL, ``--detect-every`` 1); returns ``args``."""
+    if getattr(args, "fast", False):
+        for key, value in FAST_PRESET.items():
+            if key == "no_flip":
+                args.no_flip = True
+            elif getattr(args, key) is None:
+                setattr(args, key, value)
+    if args.model is None:
+        args.model = DEFAULT_MODEL
+    if args.detect_every is None:
+        args.detect_every = 1
+    return args
 
 
 def _output_paths(src, out_dir: Path) -> tuple[Path, Path]:
@@ -321,7 +349,7 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = apply_preset(build_parser().parse_args(argv))
     setup_logging(PROG, args.quiet, args.verbose, default=logging.WARNING)
     with contextlib.suppress(AttributeError):  # OpenCV's own log: errors only
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)

@@ -64,7 +64,10 @@ class PoseEstimatorOptions:
         flip_test: average the heatmaps of the crop and of its mirror image.
         backend: ``"onnxruntime"`` or ``"tflite"``; None (default) picks it from the file
             found: ONNX for a shipped model name, unless ``precision`` exists only as TFLite.
-        threads: inference threads (None = runtime default).
+        threads: pose-network threads (None = the runtime's default: one for TFLite, all
+            cores for ONNX Runtime).
+        detector_threads: person-detector threads (None = the detector's default: one for
+            the shipped SSD, which in a video runs beside the pose network).
         decode: ``"dark"``, ``"quarter"`` or ``"argmax"``.
         box_padding: crop = box at the model's aspect ratio times this.
         max_people: pose is run for at most this many boxes (highest detector scores).
@@ -88,6 +91,7 @@ class PoseEstimatorOptions:
     flip_test: bool = True
     backend: str | None = None
     threads: int | None = None
+    detector_threads: int | None = None
     decode: str = "dark"
     box_padding: float = 1.25
     max_people: int = 32
@@ -114,6 +118,10 @@ class PoseEstimatorOptions:
             raise ValueError(f"oks_nms must be in (0, 1] or None; received {self.oks_nms}")
         if self.max_batch is not None and int(self.max_batch) < 1:
             raise ValueError(f"max_batch must be >= 1 or None; received {self.max_batch}")
+        for name in ("threads", "detector_threads"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be >= 1 or None; received {value}")
 
 
 #: A shipped model's int8 file is the default when its card's dev_val AP (ground-truth boxes,
@@ -206,7 +214,7 @@ class PoseEstimator:
         if isinstance(options.detector, (str, os.PathLike)) or options.detector is None:
             self.detector: Detector = make_detector(
                 options.detector, options.detector_score_threshold, options.detector_nms_iou,
-                threads=options.threads)
+                threads=options.detector_threads)
         else:
             self.detector = make_detector(options.detector)
         self.pipeline = TopDownPipeline(

@@ -69,6 +69,32 @@ def test_usage_errors_exit_2_with_hint(argv, expected, capsys):
     assert "Traceback" not in err
 
 
+def test_fast_preset_fills_only_what_is_not_given():
+    from evopose_sdk.cli import FAST_PRESET, apply_preset
+    from evopose_sdk.registry import DEFAULT_MODEL
+
+    plain = apply_preset(build_parser().parse_args(["x.mp4"]))
+    assert (plain.model, plain.detect_every, plain.precision, plain.no_flip, plain.threads) == \
+        (DEFAULT_MODEL, 1, None, False, None)
+    fast = apply_preset(build_parser().parse_args(["x.mp4", "--fast"]))
+    assert (fast.model, fast.precision, fast.no_flip, fast.detect_every, fast.threads) == \
+        ("evopose2d-s-128", "int8", True, 5, 2)
+    mixed = apply_preset(build_parser().parse_args(
+        ["x.mp4", "--fast", "--detect-every", "3", "--threads", "1"]))
+    assert (mixed.model, mixed.detect_every, mixed.threads) == ("evopose2d-s-128", 3, 1)
+    # the benchmark's fast mode is this preset
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from bench_runtime import MODES
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    est, stream = MODES["fast"]["est"], MODES["fast"]["stream"]
+    assert MODES["fast"]["cli"] == "--fast"
+    assert (est["model"], est["precision"], est["flip_test"], est["threads"],
+            stream["detect_every"]) == (FAST_PRESET["model"], FAST_PRESET["precision"], False,
+                                        FAST_PRESET["threads"], FAST_PRESET["detect_every"])
+
+
 # --------------------------------------------------------------------------- real runs
 
 
