@@ -267,7 +267,12 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
     from evopose_sdk.atomic import atomic_write_bytes
     from evopose_sdk.estimator import PoseEstimator
     from evopose_sdk.video import open_source, stream_with_info
-    from evopose_sdk.writers import AtomicVideoWriter, ImageFolderWriter, JsonLinesWriter
+    from evopose_sdk.writers import (
+        AtomicVideoWriter,
+        BackgroundSink,
+        ImageFolderWriter,
+        JsonLinesWriter,
+    )
 
     src = open_source(args.source, fps=args.fps)
     created: list[Path] = []
@@ -309,10 +314,8 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
                 estimator, src, detect_every=args.detect_every,
                 smoothing=tracking and not args.no_smooth, tracking=tracking,
                 max_frames=args.max_frames)))
-            frames = people = 0
-            t0 = time.perf_counter()
-            signals.graceful = True
-            for info, frame, result in frames_iter:
+
+            def write_outputs(info, frame, result) -> None:  # on the output thread
                 record = {"frame": info.index, "time_s": round(info.time_s, 4)}
                 if info.name:
                     record["file"] = info.name
@@ -329,12 +332,22 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
                         if not ok:
                             raise EvoPoseError(f"OpenCV cannot encode {annotated_path}")
                         atomic_write_bytes(annotated_path, buf.tobytes())
+
+            # JSON, drawing and encoding of frame t run beside the pose network on frame t+1;
+            # closed first on leaving (LIFO), so the writers publish only complete output
+            sink = stack.enter_context(BackgroundSink(write_outputs))
+            frames = people = 0
+            t0 = time.perf_counter()
+            signals.graceful = True
+            for info, frame, result in frames_iter:
+                sink.put(info, frame, result)
                 frames += 1
                 people += len(result)
                 bar.update(1)
                 if signals.received:
                     break
             signals.finishing = True
+            sink.close()  # every frame read is written before the files are published
             seconds = time.perf_counter() - t0
             if frames == 0:
                 if signals.received:
