@@ -119,6 +119,53 @@ def profile(flags: str, video: str, frames: int) -> dict:
     return out
 
 
+def follow_agreement(flags: str, video: str, frames: int, ks: tuple[int, ...] = (5, 10)) -> list:
+    """How far keypoint-following crops drift from detecting on every frame (same model).
+
+    For each ``k``: the stream with ``detect_every=k`` against ``detect_every=1`` (smoothing
+    off in both), people matched greedily by OKS (the per-frame run's box area as scale; its
+    keypoints scoring >= 0.3 count): ``recall`` = share of the per-frame run's people matched
+    at OKS >= 0.5, ``mean_oks`` over the matched, and people per frame of each run.
+    """
+    from evopose_sdk import PoseEstimator
+    from evopose_sdk.nms import keypoint_oks
+    from evopose_sdk.video import stream_with_info
+
+    est_kw, stream_kw = _estimator_and_stream_kwargs(flags)
+    stream_kw.update(smoothing=False)
+    rows = []
+    with PoseEstimator(**est_kw) as est:
+        def run(k: int) -> list:
+            kw = dict(stream_kw, detect_every=k)
+            return [r for _, _, r in stream_with_info(est, video, max_frames=frames, **kw)]
+
+        ref = run(1)
+        for k in ks:
+            got = run(k)
+            matched, oks_sum, n_ref = 0, 0.0, 0
+            for a, b in zip(ref, got, strict=True):
+                n_ref += len(a)
+                free = set(range(len(b)))
+                for i in range(len(a)):
+                    box = a.boxes_xyxy[i]
+                    area = float((box[2] - box[0]) * (box[3] - box[1]))
+                    vis = a.keypoints[i, :, 2] >= 0.3
+                    if not vis.any() or not free:
+                        continue
+                    sims = {j: float(keypoint_oks(b.keypoints[j, vis, :2], a.keypoints[i, vis, :2],
+                                                  area).mean()) for j in free}
+                    j = max(sims, key=sims.get)
+                    if sims[j] >= 0.5:
+                        free.discard(j)
+                        matched += 1
+                        oks_sum += sims[j]
+            rows.append(dict(flags=flags, detect_every=k, frames=len(ref),
+                             recall=matched / max(n_ref, 1), mean_oks=oks_sum / max(matched, 1),
+                             people_per_frame_every_frame=n_ref / max(len(ref), 1),
+                             people_per_frame=sum(len(r) for r in got) / max(len(got), 1)))
+    return rows
+
+
 def _cli_fps(flags: str, video: str, frames: int) -> float:
     """frames/s that ``evopose-infer VIDEO --max-frames N FLAGS`` reports (its loop only)."""
     import contextlib
@@ -196,8 +243,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="LABEL=PATH: run the variants labelled LABEL with the evopose_sdk of "
                         "PATH (e.g. before=/tmp/before and the variant 'before:--model ...')")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    p.add_argument("--follow", action="store_true",
+                   help="instead: agreement of detect-every 5 / 10 (keypoint-following crops) "
+                        "with detecting on every frame, for the first variant's model")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.follow:
+        flags = args.variants[0].partition(":")[2] or args.variants[0]
+        rows = follow_agreement(flags, args.video, args.frames)
+        for r in rows:
+            print(json.dumps(r))
+        if args.json is not None:
+            from evopose_sdk.atomic import atomic_write_text
+
+            atomic_write_text(args.json, json.dumps(rows, indent=2))
+        return 0
     roots = dict(r.split("=", 1) for r in args.root)
     specs = []
     for v in args.variants:

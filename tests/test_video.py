@@ -13,7 +13,12 @@ from _video_helpers import random_pose_model, sample, ssd_detector
 
 from evopose_sdk.errors import VideoError
 from evopose_sdk.video import FrameSource, keypoint_boxes, open_source, stream
-from evopose_sdk.writers import AtomicVideoWriter, ImageFolderWriter, JsonLinesWriter
+from evopose_sdk.writers import (
+    AtomicVideoWriter,
+    BackgroundSink,
+    ImageFolderWriter,
+    JsonLinesWriter,
+)
 
 
 class CountingDetector:
@@ -295,3 +300,36 @@ def test_detect_every_redetects_when_frame_size_changes(model_path, tmp_path):
         results = [r for _, r in est.stream(tmp_path, detect_every=5)]
     assert det.calls == 2
     assert [r.image_hw for r in results] == [(1080, 810), (720, 1280)]
+
+
+def test_background_sink_keeps_order_and_raises_on_the_callers_thread() -> None:
+    import threading
+
+    done: list[int] = []
+    threads: set[str] = set()
+
+    def slow_append(i: int) -> None:
+        threads.add(threading.current_thread().name)
+        done.append(i)
+
+    with BackgroundSink(slow_append, depth=2) as sink:
+        for i in range(50):
+            sink.put(i)
+    assert done == list(range(50))  # all written, in order, before the block ends
+    assert threads == {"evopose-write"}
+
+    def fail_at_3(i: int) -> None:
+        if i == 3:
+            raise VideoError("disk full")
+
+    sink = BackgroundSink(fail_at_3)
+    with pytest.raises(VideoError, match="disk full"):
+        for i in range(100):
+            sink.put(i)
+        sink.close()
+    sink.abort()
+    sink = BackgroundSink(done.append)
+    with pytest.raises(KeyError), sink:  # leaving on an exception aborts: nothing hangs
+        sink.put(0)
+        raise KeyError("stop")
+    assert not sink._thread.is_alive()
