@@ -274,7 +274,7 @@ def stream_with_info(
     detector_lock = threading.Lock()  # one detector call at a time (cv2.dnn is not re-entrant)
     frames = _decoded(src, estimator if staged else None, detect_every, max_frames, detector_lock)
     if pipeline and staged:
-        frames = _Background(frames, depth=2)
+        frames = _Background(frames, depth=4)  # hides a detector frame (~2 pose frames)
     previous: PoseResult | None = None
     try:
         for info, frame, detections, decode_ms in frames:
