@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from evopose_sdk import geometry
-from evopose_sdk.card import atomic_write_text
+from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_SIGMAS
 from evopose_sdk.topdown import RunFn, TopDownPipeline
