@@ -16,6 +16,8 @@ Pipeline of :meth:`PoseEstimator.estimate`:
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import logging
 import os
 import time
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from evopose_sdk import video
 from evopose_sdk.backends import make_backend
 from evopose_sdk.card import ModelCard
 from evopose_sdk.codec import HeatmapCodec
@@ -33,7 +36,7 @@ from evopose_sdk.detectors import Detector, make_detector, validate_boxes
 from evopose_sdk.errors import ModelError
 from evopose_sdk.io import DEFAULT_MAX_IMAGE_PIXELS, load_image
 from evopose_sdk.nms import oks_nms
-from evopose_sdk.registry import DEFAULT_MODEL, resolve_model
+from evopose_sdk.registry import DEFAULT_MODEL, available_models, resolve_model
 from evopose_sdk.result import PoseResult
 from evopose_sdk.topdown import DEFAULT_KEYPOINT_SCORE_FLOOR, TopDownPipeline
 
@@ -139,10 +142,6 @@ def default_precision(model: str | os.PathLike) -> str | None:
     """The precision a shipped model name runs at when none is asked for: ``"int8"`` when its
     int8 card measures at most :data:`INT8_MAX_AP_DROP` AP below fp32 and LiteRT is installed
     (the int8 file is TFLite), else None (the registry's pick: the most precise file)."""
-    import importlib.util
-
-    from evopose_sdk.registry import available_models
-
     name = os.fspath(model).lower()
     cards = {m.card.precision: m.card for m in available_models() if m.card.name.lower() == name}
     if "int8" not in cards or "fp32" not in cards:
@@ -309,10 +308,6 @@ class PoseEstimator:
         Raises:
             TypeError: an unknown option, naming the nearest known one.
         """
-        import inspect
-
-        from evopose_sdk import video
-
         known = set(inspect.signature(video.stream).parameters) - {"estimator", "source"}
         _check_option_names(kwargs, known, "stream()")
         return video.stream(self, source, **kwargs)
