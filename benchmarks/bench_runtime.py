@@ -8,7 +8,7 @@ Prints tables and writes JSON to ``benchmarks/results/runtime_<host>_<date>.json
    flip test on (2 crops per person) / off, ONNX Runtime vs TFLite fp32 / int8;
 3. person detector ms per frame: the original SSD graph in cv2.dnn vs its person-only ONNX;
 4. the table of modes (:data:`MODES`: ``default`` = ``evopose-infer`` with no flags,
-   ``accurate``, ``balanced``, ``fast``): frames/s end to end on ``.samples/vtest.avi``
+   ``accurate``, ``flip, detect every 1`` (the default before issue 13), ``fast``): frames/s end to end on ``.samples/vtest.avi``
    (768x576, ~6 pedestrians per frame; decode + detector + pose + tracking + smoothing, each
    mode in a fresh process), ms per stage, the process's peak RSS, and dev_val AP with
    detector boxes (:mod:`eval_dev_val`; cached by model/detector file hash in
@@ -194,12 +194,13 @@ MODES: dict[str, dict] = {
     "default": dict(est={}, stream={},
                     cli=""),
     "accurate": dict(est=dict(precision="fp32", flip_test=True), stream=dict(detect_every=1),
-                     cli="--precision fp32"),
-    "balanced": dict(est=dict(flip_test=False), stream=dict(detect_every=3),
-                     cli="--no-flip --detect-every 3"),
+                     cli="--precision fp32 --flip --detect-every 1"),
+    # the default before issue 13 settled it: flip test and the detector on every frame
+    "flip, detect every 1": dict(est=dict(flip_test=True), stream=dict(detect_every=1),
+                                 cli="--flip --detect-every 1"),
     # ``evopose-infer --fast``: the CLI's preset, so the two cannot drift apart
     "fast": dict(est=dict(model=FAST_PRESET["model"], precision=FAST_PRESET["precision"],
-                          flip_test=not FAST_PRESET["no_flip"], threads=FAST_PRESET["threads"]),
+                          flip_test=FAST_PRESET["flip"], threads=FAST_PRESET["threads"]),
                  stream=dict(detect_every=FAST_PRESET["detect_every"]),
                  cli="--fast"),
 }
@@ -219,6 +220,7 @@ def run_mode(name: str, video: str | Path, frames: int) -> dict:
     the pipeline's overlap); stage ms are per-frame means of ``PoseResult.speed_ms``.
     """
     from evopose_sdk import PoseEstimator
+    from evopose_sdk.video import DEFAULT_DETECT_EVERY  # what stream() uses on a video
 
     mode = MODES[name]
     with PoseEstimator(**mode["est"]) as est:
@@ -234,7 +236,7 @@ def run_mode(name: str, video: str | Path, frames: int) -> dict:
         desc = dict(model=est.card.name, file=est.model_path.name, precision=est.card.precision,
                     flip=est.options.flip_test, detector=type(est.detector).__name__)
     return dict(mode=name, cli=f"evopose-infer VIDEO {mode['cli']}".strip(), **desc,
-                detect_every=mode["stream"].get("detect_every", 1), frames=n,
+                detect_every=mode["stream"].get("detect_every", DEFAULT_DETECT_EVERY), frames=n,
                 people_per_frame=people / max(n, 1), fps=n / elapsed,
                 peak_rss_mib=peak_rss_mib(),
                 **{f"{k}_ms": v / max(n, 1) for k, v in stages.items()})

@@ -52,8 +52,11 @@ def _estimator_and_stream_kwargs(flags: str) -> tuple[dict, dict]:
     apply = getattr(cli, "apply_preset", None)
     if apply is not None:
         apply(args)
-    est = dict(model=args.model, detector=args.detector, flip_test=not args.no_flip,
-               backend=args.backend, precision=args.precision, threads=args.threads)
+    if hasattr(cli, "estimator_options"):
+        est = cli.estimator_options(args)
+    else:  # a checkout from before --flip
+        est = dict(model=args.model, detector=args.detector, flip_test=not args.no_flip,
+                   backend=args.backend, precision=args.precision, threads=args.threads)
     stream = dict(detect_every=args.detect_every, smoothing=not (args.no_track or args.no_smooth),
                   tracking=not args.no_track)
     return est, stream

@@ -43,7 +43,7 @@ PROG = "evopose-infer"
 #: pose threads: the detector (one thread, every 5th frame) and decoding leave the second
 #: core mostly idle, and the pose network takes it.
 FAST_PRESET: dict[str, object] = {"model": "evopose2d-s-128", "precision": "int8",
-                                  "no_flip": True, "detect_every": 5, "threads": 2}
+                                  "flip": False, "detect_every": 5, "threads": 2}
 
 _EPILOG = """\
 outputs:
@@ -62,7 +62,7 @@ models: a shipped file by name (evopose2d-s_int8) or a model name + --precision
 
 examples:
   evopose-infer walk.mp4
-  evopose-infer walk.mp4 --detect-every 3 --no-flip --output out/
+  evopose-infer walk.mp4 --detect-every 1 --flip --output out/   # slower, a little more accurate
   evopose-infer walk.mp4 --fast                   # the fast mode (S-128 int8, detect every 5)
   evopose-infer 0 --max-frames 300                # webcam 0
   evopose-infer photos/ --model my_model.onnx --detector yolo11n.onnx
@@ -114,8 +114,8 @@ def build_parser() -> ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--fast", action="store_true",
                    help="the fast mode: same as --model evopose2d-s-128 --precision int8 "
-                        "--no-flip --detect-every 5 --threads 2 (each can still be given to "
-                        "override it)")
+                        "--detect-every 5 --threads 2 (each can still be given to override "
+                        "it)")
     g.add_argument("--model", default=None,
                    help="shipped model name (evopose2d-s), shipped file name (evopose2d-s_int8) "
                         f"or a path to an .onnx/.tflite file with its card (default: {DEFAULT_MODEL})")
@@ -126,8 +126,12 @@ def build_parser() -> ArgumentParser:
                    help="inference runtime (default: from the model file found)")
     g.add_argument("--threads", type=_int_at_least(1), default=None,
                    help="intra-op threads for the pose network (default: runtime's choice)")
-    g.add_argument("--no-flip", action="store_true",
-                   help="disable flip test (about 2x faster pose network, slightly less accurate)")
+    flip = g.add_mutually_exclusive_group()
+    flip.add_argument("--flip", dest="flip", action="store_const", const=True, default=None,
+                      help="flip test: also run each crop mirrored and average (about 2x the "
+                           "pose network's time for a little accuracy; default: off)")
+    flip.add_argument("--no-flip", dest="flip", action="store_const", const=False,
+                      help="no flip test (the default)")
     g.add_argument("--detector", default="default",
                    help="person detector: 'default'/'ssd' (SSD-MobileNetV2, offline), "
                         "'none' (whole image is one person), a YOLO .onnx or .pt path "
@@ -135,7 +139,7 @@ def build_parser() -> ArgumentParser:
     v = p.add_argument_group("video")
     v.add_argument("--detect-every", type=_int_at_least(1), default=None, metavar="K",
                    help="run the detector every K frames; in between, crops follow the previous "
-                        "frame's keypoints (default: 1)")
+                        "frame's keypoints (default: 3 for a video or webcam, 1 for images)")
     v.add_argument("--no-smooth", action="store_true",
                    help="disable One-Euro temporal smoothing of keypoints")
     v.add_argument("--no-track", action="store_true",
@@ -159,19 +163,27 @@ def build_parser() -> ArgumentParser:
 
 
 def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the options ``--fast`` stands for (:data:`FAST_PRESET`) where not given, then the
-    plain defaults (``--model`` DEFAULT_MODEL, ``--detect-every`` 1); returns ``args``."""
+    """Fill the options ``--fast`` stands for (:data:`FAST_PRESET`) where not given, then
+    ``--model`` DEFAULT_MODEL; returns ``args``. ``flip`` and ``detect_every`` left None
+    take PoseEstimator's and stream()'s defaults (no flip; detect every 3 frames of a
+    video, every image of a folder)."""
     if getattr(args, "fast", False):
         for key, value in FAST_PRESET.items():
-            if key == "no_flip":
-                args.no_flip = True
-            elif getattr(args, key) is None:
+            if getattr(args, key) is None:
                 setattr(args, key, value)
     if args.model is None:
         args.model = DEFAULT_MODEL
-    if args.detect_every is None:
-        args.detect_every = 1
     return args
+
+
+def estimator_options(args: argparse.Namespace) -> dict:
+    """PoseEstimator keyword arguments of parsed (preset-applied) ``args``; options left None
+    are not passed, so the estimator's defaults apply."""
+    options = dict(model=args.model, detector=args.detector, backend=args.backend,
+                   precision=args.precision, threads=args.threads)
+    if args.flip is not None:
+        options["flip_test"] = args.flip
+    return options
 
 
 def _output_paths(src, out_dir: Path) -> tuple[Path, Path]:
@@ -279,9 +291,7 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
     try:
         with ExitStack() as stack:
             stack.callback(src.close)
-            estimator = PoseEstimator(model=args.model, detector=args.detector,
-                                      flip_test=not args.no_flip, backend=args.backend,
-                                      precision=args.precision, threads=args.threads)
+            estimator = PoseEstimator(**estimator_options(args))
             stack.enter_context(estimator)  # it warns when its card says trained=false
             if args.output is not None:
                 out_dir = Path(args.output)

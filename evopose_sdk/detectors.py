@@ -112,6 +112,11 @@ class SSDMobileNetDetector:
     def __init__(self, score_threshold: float = 0.3, nms_iou: float = 0.6,
                  input_size: int = 300, max_detections: int | None = 100) -> None:
         pb, pbtxt = ssd_model_files()
+        if not hasattr(cv2.dnn, "readNetFromTensorflow"):
+            raise DetectorError(
+                f"the original SSD graph needs OpenCV 4.x's TensorFlow importer, which OpenCV "
+                f"{cv2.__version__} does not have: pip install 'opencv-python-headless>=4.8,<5', "
+                f"or use the default detector (its ONNX conversion)")
         try:
             self.net = cv2.dnn.readNetFromTensorflow(str(pb), str(pbtxt))
         except cv2.error as exc:

@@ -64,7 +64,9 @@ class PoseEstimatorOptions:
             path to ``.onnx`` / ``.tflite``.
         detector: ``"default"`` (SSD-MobileNetV2), ``"whole-image"``, a YOLO ``.onnx`` path,
             a ``.pt`` path (ultralytics), or a :class:`~evopose_sdk.detectors.Detector`.
-        flip_test: average the heatmaps of the crop and of its mirror image.
+        flip_test: average the heatmaps of the crop and of its mirror image. Off by default:
+            it doubles the pose network's time for +0.006 dev_val AP (README speed table);
+            the accurate mode turns it on.
         backend: ``"onnxruntime"`` or ``"tflite"``; None (default) picks it from the file
             found: ONNX for a shipped model name, unless ``precision`` exists only as TFLite.
         threads: pose-network threads (None = the runtime's default: one for TFLite, all
@@ -91,7 +93,7 @@ class PoseEstimatorOptions:
 
     model: str | os.PathLike = DEFAULT_MODEL
     detector: Any = "default"
-    flip_test: bool = True
+    flip_test: bool = False
     backend: str | None = None
     threads: int | None = None
     detector_threads: int | None = None

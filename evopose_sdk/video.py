@@ -44,6 +44,12 @@ __all__ = ["FrameInfo", "FrameSource", "open_source", "stream", "stream_with_inf
 
 logger = logging.getLogger(__name__)
 
+#: ``detect_every`` when not given, for a video file or a webcam: the person detector runs
+#: on every third frame and crops follow the keypoints in between (the default mode of the
+#: README's speed table). Image folders and single images default to 1: their frames need
+#: not be related.
+DEFAULT_DETECT_EVERY = 3
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -251,7 +257,7 @@ def stream_with_info(
     estimator: Any,
     source: str | int | os.PathLike | FrameSource,
     *,
-    detect_every: int = 1,
+    detect_every: int | None = None,
     smoothing: bool | str | KeypointSmoother | None = True,
     tracking: bool | ByteTracker = True,
     max_frames: int | None = None,
@@ -260,7 +266,8 @@ def stream_with_info(
     pipeline: bool = True,
 ) -> Iterator[tuple[FrameInfo, np.ndarray, PoseResult]]:
     """Like :func:`stream`, yielding ``(FrameInfo, frame_bgr, PoseResult)``."""
-    if not isinstance(detect_every, (int, np.integer)) or detect_every < 1:
+    if detect_every is not None and (not isinstance(detect_every, (int, np.integer))
+                                     or detect_every < 1):
         raise ValueError(f"detect_every must be an integer >= 1; received {detect_every!r}")
     if max_frames is not None and max_frames < 0:
         raise ValueError(f"max_frames must be >= 0 or None; received {max_frames}")
@@ -270,6 +277,8 @@ def stream_with_info(
         logger.warning("smoothing needs tracking (it filters each track); smoothing is off")
         smoother = None
     src = open_source(source, fps=fps)
+    if detect_every is None:
+        detect_every = 1 if src.kind == "images" else DEFAULT_DETECT_EVERY
     staged = hasattr(estimator, "detect") and hasattr(estimator, "estimate_detections")
     detector_lock = threading.Lock()  # one detector call at a time (cv2.dnn is not re-entrant)
     frames = _decoded(src, estimator if staged else None, detect_every, max_frames, detector_lock)
@@ -410,7 +419,7 @@ def stream(
     estimator: Any,
     source: str | int | os.PathLike | FrameSource,
     *,
-    detect_every: int = 1,
+    detect_every: int | None = None,
     smoothing: bool | str | KeypointSmoother | None = True,
     tracking: bool | ByteTracker = True,
     max_frames: int | None = None,
@@ -426,7 +435,8 @@ def stream(
         source: video path, image folder, image path, webcam index (``0`` / ``"0"``) or a
             :class:`FrameSource`.
         detect_every: run the person detector every k frames; in between, crops come from
-            the previous frame's keypoints (see :func:`keypoint_boxes`).
+            the previous frame's keypoints (see :func:`keypoint_boxes`). None (default):
+            :data:`DEFAULT_DETECT_EVERY` (3) for a video or webcam, 1 for images.
         smoothing: ``True`` / ``"one-euro"`` for One-Euro smoothing of keypoints per track,
             ``False`` / ``None`` for raw keypoints, or a configured :class:`KeypointSmoother`.
         tracking: ``True`` for persistent ``track_ids`` (ByteTrack-style), ``False`` for -1

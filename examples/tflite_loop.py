@@ -25,14 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--detector", default="default", help="'default' or 'whole-image'")
-    ap.add_argument("--no-flip", action="store_true")
+    ap.add_argument("--flip", action="store_true", help="flip test")
     args = ap.parse_args(argv)
 
     image = cv2.imread(str(args.image))
     if image is None:
         ap.error(f"cannot read {args.image}")
     with PoseEstimator(args.model, backend="tflite", threads=args.threads,
-                       detector=args.detector, flip_test=not args.no_flip) as est:
+                       detector=args.detector, flip_test=args.flip) as est:
         print(f"{est.card.name}: {est.card.precision}, input {est.card.input_size}, "
               f"trained={est.card.trained}")
         timings: dict[str, list[float]] = {}

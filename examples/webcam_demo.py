@@ -20,7 +20,7 @@ def main() -> None:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--detect-every", type=int, default=3,
                    help="detector every k frames, keypoint-following crops in between")
-    p.add_argument("--no-flip", action="store_true", help="faster, slightly less accurate")
+    p.add_argument("--flip", action="store_true", help="flip test: slower, slightly more accurate")
     args = p.parse_args()
 
     if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):  # OpenCV's own log: errors only
@@ -32,7 +32,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    with PoseEstimator(model=args.model, flip_test=not args.no_flip) as est:
+    with PoseEstimator(model=args.model, flip_test=args.flip) as est:
         for frame, people in est.stream(args.camera, detect_every=args.detect_every):
             fps = 1000.0 / max(sum(people.speed_ms.values()), 1e-3)
             shown = people.draw(frame)

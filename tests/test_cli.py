@@ -74,11 +74,13 @@ def test_fast_preset_fills_only_what_is_not_given():
     from evopose_sdk.registry import DEFAULT_MODEL
 
     plain = apply_preset(build_parser().parse_args(["x.mp4"]))
-    assert (plain.model, plain.detect_every, plain.precision, plain.no_flip, plain.threads) == \
-        (DEFAULT_MODEL, 1, None, False, None)
+    # flip and detect-every left to PoseEstimator's and stream()'s defaults
+    assert (plain.model, plain.detect_every, plain.precision, plain.flip, plain.threads) == \
+        (DEFAULT_MODEL, None, None, None, None)
     fast = apply_preset(build_parser().parse_args(["x.mp4", "--fast"]))
-    assert (fast.model, fast.precision, fast.no_flip, fast.detect_every, fast.threads) == \
-        ("evopose2d-s-128", "int8", True, 5, 2)
+    assert (fast.model, fast.precision, fast.flip, fast.detect_every, fast.threads) == \
+        ("evopose2d-s-128", "int8", False, 5, 2)
+    assert apply_preset(build_parser().parse_args(["x.mp4", "--fast", "--flip"])).flip is True
     mixed = apply_preset(build_parser().parse_args(
         ["x.mp4", "--fast", "--detect-every", "3", "--threads", "1"]))
     assert (mixed.model, mixed.detect_every, mixed.threads) == ("evopose2d-s-128", 3, 1)
@@ -95,7 +97,46 @@ def test_fast_preset_fills_only_what_is_not_given():
                                         FAST_PRESET["threads"], FAST_PRESET["detect_every"])
 
 
+def test_flip_options_reach_the_estimator_only_when_given():
+    from evopose_sdk.cli import apply_preset, estimator_options
+    from evopose_sdk.estimator import PoseEstimatorOptions
+
+    def options(*flags):
+        return estimator_options(apply_preset(build_parser().parse_args(["x.mp4", *flags])))
+
+    assert "flip_test" not in options() and PoseEstimatorOptions().flip_test is False
+    assert options("--flip")["flip_test"] is True and options("--no-flip")["flip_test"] is False
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["x.mp4", "--flip", "--no-flip"])
+
+
 # --------------------------------------------------------------------------- real runs
+
+
+def test_default_mode_detects_every_third_video_frame_and_every_image(tmp_path):
+    """No flags: on a video the detector runs on frames 0, 3, 6 and crops follow the
+    keypoints in between; in an image folder it runs on every image."""
+    proc = _run([sample("demo.mp4"), "--model", "evopose2d-s-128_int8", "--max-frames", "12",
+                 "--no-video", "--output", tmp_path / "video"])
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(x) for x in (tmp_path / "video" / "demo_pose.jsonl").read_text()
+               .splitlines()]
+    detected = [r["speed_ms"]["detect"] > 0 for r in records]
+    # off-schedule only where the frame before has nobody to follow (the clip's first
+    # frames: the woman walks in)
+    assert detected == [i % 3 == 0 or not records[i - 1]["people"] for i in range(12)]
+    assert detected.count(False) >= 4, detected  # the crops followed people
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("bus.jpg", "zidane.jpg"):
+        shutil.copy(sample(name), folder / name)
+    proc = _run([folder, "--model", "evopose2d-s-128_int8", "--no-video",
+                 "--output", tmp_path / "images"])
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(x) for x in (tmp_path / "images" / "photos_pose.jsonl").read_text()
+               .splitlines()]
+    assert len(records) == 2 and all(r["speed_ms"]["detect"] > 0 for r in records)
 
 
 def test_cli_on_real_video_writes_playable_video_and_json_lines(model, tmp_path):

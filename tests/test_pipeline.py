@@ -131,7 +131,8 @@ def test_pipelined_stream_raises_worker_errors_in_order_and_stops_its_thread() -
                        detector=_FailingDetector(4)) as est:
         got = []
         with pytest.raises(RuntimeError, match="detector failed"):
-            for info, _, _ in stream_with_info(est, sample("vtest.avi"), max_frames=10):
+            for info, _, _ in stream_with_info(est, sample("vtest.avi"), max_frames=10,
+                                                detect_every=1):
                 got.append(info.index)
         assert got == [0, 1, 2]  # every frame before the failure, in order
     assert not [t for t in threading.enumerate() if t.name == "evopose-decode-detect"]

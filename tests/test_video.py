@@ -138,7 +138,7 @@ def test_stream_keeps_track_ids_stable_on_real_video(model_path, tmp_path):
             w.write(cv2.resize(frame, (884, 496)))
     cap.release()
     with _estimator(model_path) as est:
-        results = [(f.shape, r) for f, r in est.stream(clip)]
+        results = [(f.shape, r) for f, r in est.stream(clip, detect_every=1)]
     assert len(results) == 14
     assert all(shape == (496, 884, 3) for shape, _ in results)
     sides: dict[int, set[str]] = {}

@@ -73,12 +73,32 @@ def _training_time(run_dir: Path) -> dict:
             "final_heatmap_loss": float(last["heatmap_loss"])}
 
 
+def _stage(recipe: Path, run_dir: Path) -> dict:
+    """One ``recipe.stages`` entry: the stage's config and, where its run folder survives, its
+    steps and training time. ``recipe`` may be a ``.weights.npz`` of
+    ``tools/save_main_weights.py`` (a stage whose run folder is gone): its metadata holds the
+    run's resolved config, step and training seconds."""
+    if recipe.name.endswith(".weights.npz"):
+        from evopose_sdk.training.transfer import weights_npz_meta
+
+        meta = weights_npz_meta(recipe)
+        stage = {"config": meta["config"], "config_file": f"{meta.get('run')}/config.json "
+                 f"(from the metadata of {recipe.name})", "steps": int(meta["step"]),
+                 "elapsed_s": float(meta["elapsed_s"])}
+        if meta.get("note"):
+            stage["note"] = meta["note"]
+        return {**stage, **_training_time(run_dir)}
+    return {"config": json.loads(recipe.read_text()), "config_file": str(recipe),
+            **_training_time(run_dir)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--name", required=True)
     ap.add_argument("--recipe", type=Path, required=True, action="append",
-                    help="training config of a stage (repeat per stage, in order)")
+                    help="training config of a stage (repeat per stage, in order); or the "
+                         ".weights.npz a stage saved, for one whose run folder is gone")
     ap.add_argument("--run-dir", type=Path, required=True, action="append",
                     help="run folder of a stage (same order as --recipe)")
     ap.add_argument("--pseudo-faces", type=Path,
@@ -118,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.earlier_stages:
         stages = list(json.loads(args.earlier_stages.read_text())["recipe"]["stages"])
     for rec_path, run_dir in zip(args.recipe, args.run_dir, strict=True):
-        stages.append({"config": json.loads(rec_path.read_text()), "config_file": str(rec_path),
-                       **_training_time(run_dir)})
+        stages.append(_stage(rec_path, run_dir))
     recipe = stages[-1]["config"]
     from evopose_sdk.training.network import get_spec
 
