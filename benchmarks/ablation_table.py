@@ -2,6 +2,12 @@
 
     python benchmarks/ablation_table.py --step 50 \
         --arm control=runs/ablations/s256-control --arm occlusion=runs/ablations/s256-occlusion
+    python benchmarks/ablation_table.py --cpu-s 3600 \
+        --arm S=runs/ablations/xs_vs_s-s --arm XS=runs/ablations/xs_vs_s-xs
+
+``--cpu-s`` compares arms whose steps cost different CPU (XS vs S): each arm's row is its
+latest evaluated step whose training CPU seconds (``train_log.csv`` ``cpu_s``) are within the
+budget.
 
 Every arm of an ablation starts from the same weights with the same schedule and batch, and
 a step costs the same CPU in each (labels and augmentation draws do not change the network's
@@ -56,17 +62,36 @@ def logged_eval(run: Path, step: int) -> dict | None:
 
 def speed(run: Path, step: int) -> dict:
     if run.is_file():
-        return {"images_per_s": None, "elapsed_s": 0.0}
+        return {"images_per_s": None, "elapsed_s": 0.0, "cpu_s": 0.0}
     with open(run / "train_log.csv", newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
     ips = [float(r["images_per_s"]) for r in rows[1:]]  # the first step traces the graph
+    last = rows[-1] if rows else {}
     return {"images_per_s": round(float(np.median(ips)), 3) if ips else None,
-            "elapsed_s": float(rows[-1]["elapsed_s"]) if rows else None}
+            "elapsed_s": float(last["elapsed_s"]) if last else None,
+            "cpu_s": float(last["cpu_s"]) if last.get("cpu_s") else None}
+
+
+def step_within_cpu(run: Path, cpu_s: float) -> int | None:
+    """The latest step of ``run`` evaluated in its eval_log.csv whose training CPU seconds
+    (train_log.csv) are at most ``cpu_s``; 0 for a plain checkpoint (the starting point)."""
+    if run.is_file():
+        return 0
+    with open(run / "eval_log.csv", newline="", encoding="utf-8") as f:
+        evaluated = {int(r["step"]) for r in csv.DictReader(f)}
+    with open(run / "train_log.csv", newline="", encoding="utf-8") as f:
+        within = [int(r["step"]) for r in csv.DictReader(f)
+                  if r.get("cpu_s") and float(r["cpu_s"]) <= cpu_s and int(r["step"]) in evaluated]
+    return max(within, default=None)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    ap.add_argument("--step", type=int, required=True)
+    when = ap.add_mutually_exclusive_group(required=True)
+    when.add_argument("--step", type=int, help="compare every arm at this step")
+    when.add_argument("--cpu-s", type=float,
+                      help="compare every arm at its latest evaluated step within this many "
+                           "training CPU seconds")
     ap.add_argument("--arm", action="append", default=[], metavar="NAME=RUN_DIR")
     ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -81,33 +106,44 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.arm:
         name, _, run = spec.partition("=")
         run = Path(run)
-        scores = logged_eval(run, args.step)
+        step = args.step if args.cpu_s is None else step_within_cpu(run, args.cpu_s)
+        if step is None:
+            log.error("%s: no evaluated step within %.0f CPU seconds in %s", name, args.cpu_s, run)
+            return 2
+        scores = logged_eval(run, step)
         if scores is None:
-            ckpt = checkpoint_at(run, args.step)
+            ckpt = checkpoint_at(run, step)
             if ckpt is None:
-                log.error("%s: no checkpoint at step %d in %s", name, args.step, run)
+                log.error("%s: no checkpoint at step %d in %s", name, step, run)
                 return 2
             res = evaluate.evaluate_model(ckpt, val, flip=True)
             scores = {k: res.stats[k] for k in ("AP", "AP50", "AP75", "AR")} | {
                 "AP_lt10": res.groups["<10"]["AP"], "AP_ge10": res.groups[">=10"]["AP"]}
         cfg = {} if run.is_file() else json.loads((run / "config.json").read_text())
-        row = {"arm": name, "step": args.step, "run": str(run),
+        row = {"arm": name, "step": step, "run": str(run),
                "recipe": cfg.get("comment", "the common starting point"),
-               **speed(run, args.step),
+               **speed(run, step),
                **{k: round(v, 4) for k, v in scores.items()}}
+        if args.cpu_s is not None:
+            row["cpu_budget_s"] = args.cpu_s
         table["rows"] = [r for r in table["rows"]
-                         if (r["arm"], r["step"]) != (name, args.step)] + [row]
-        log.info("%s @ %d: AP %.4f (<10 %.4f, >=10 %.4f)", name, args.step, row["AP"],
+                         if (r["arm"], r["step"]) != (name, step)] + [row]
+        log.info("%s @ %d: AP %.4f (<10 %.4f, >=10 %.4f)", name, step, row["AP"],
                  row["AP_lt10"], row["AP_ge10"])
     table["rows"].sort(key=lambda r: (r["step"], r["arm"]))
-    table["comment"] = ("dev_val (300 COCO people), GT boxes, flip, DARK; all arms from the "
-                        "shipped S rebuilt by tools/recover_keras.py, batch 32 at 256x192, "
-                        "1 thread each on a shared 2-core machine; equal steps = equal CPU")
+    table["comment"] = ("dev_val (300 COCO people), GT boxes, flip, DARK; batch 32 at 256x192, "
+                        "1 thread each on a shared 2-core machine. Rows of one network (the "
+                        "first rounds: from the shipped S rebuilt by tools/recover_keras.py) "
+                        "compare at equal steps = equal CPU; rows with cpu_budget_s (XS vs S, "
+                        "from the main run's step-400 weights) at equal training CPU seconds "
+                        "(cpu_s: what the row's step actually used)")
     atomic_write_text(args.out, json.dumps(table, indent=1) + "\n")
-    print("| arm | step | img/s (1 thread, shared) | AP | AP50 | AP75 | AP <10 kp | AP >=10 kp |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| arm | step | training CPU s | img/s (1 thread, shared) | AP | AP50 | AP75 | "
+          "AP <10 kp | AP >=10 kp |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in table["rows"]:
-        print(f"| {r['arm']} | {r['step']} | {r['images_per_s']} | {r['AP']:.3f} | "
+        cpu = f"{r['cpu_s']:.0f}" if r.get("cpu_s") is not None else "-"
+        print(f"| {r['arm']} | {r['step']} | {cpu} | {r['images_per_s']} | {r['AP']:.3f} | "
               f"{r['AP50']:.3f} | {r['AP75']:.3f} | {r['AP_lt10']:.3f} | {r['AP_ge10']:.3f} |")
     return 0
 
