@@ -8,7 +8,7 @@ Prints tables and writes JSON to ``benchmarks/results/runtime_<host>_<date>.json
    flip test on (2 crops per person) / off, ONNX Runtime vs TFLite fp32 / int8;
 3. person detector ms per frame: the original SSD graph in cv2.dnn vs its person-only ONNX;
 4. the table of modes (:data:`MODES`: ``default`` = ``evopose-infer`` with no flags,
-   ``accurate``, ``flip, detect every 1`` (the default before issue 13), ``fast``): frames/s end to end on ``.samples/vtest.avi``
+   ``accurate``, ``flip every frame`` (the default before issue 13), ``fast``): frames/s end to end on ``.samples/vtest.avi``
    (768x576, ~6 pedestrians per frame; decode + detector + pose + tracking + smoothing, each
    mode in a fresh process), ms per stage, the process's peak RSS, and dev_val AP with
    detector boxes (:mod:`eval_dev_val`; cached by model/detector file hash in
@@ -196,7 +196,7 @@ MODES: dict[str, dict] = {
     "accurate": dict(est=dict(precision="fp32", flip_test=True), stream=dict(detect_every=1),
                      cli="--precision fp32 --flip --detect-every 1"),
     # the default before issue 13 settled it: flip test and the detector on every frame
-    "flip, detect every 1": dict(est=dict(flip_test=True), stream=dict(detect_every=1),
+    "flip every frame": dict(est=dict(flip_test=True), stream=dict(detect_every=1),
                                  cli="--flip --detect-every 1"),
     # ``evopose-infer --fast``: the CLI's preset, so the two cannot drift apart
     "fast": dict(est=dict(model=FAST_PRESET["model"], precision=FAST_PRESET["precision"],
@@ -488,12 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     machine = dict(host=socket.gethostname(), python=platform.python_version(),
                    cpus=os.cpu_count(), processor=platform.processor() or platform.machine(),
                    numpy=np.__version__, opencv=cv2.__version__)
-    try:
-        import onnxruntime
+    from importlib import metadata
 
-        machine["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+    for dist in ("onnxruntime", "ai-edge-litert"):  # the runtimes the rows depend on
+        try:
+            machine[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
     matmul = {t: matmul_gmacs_threads(t) for t in (1, 2)}
     machine["matmul_gmac_s"] = {f"{t}_thread": v for t, v in matmul.items()}
     log.info("machine %s", machine)
