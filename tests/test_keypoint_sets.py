@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from _training_helpers import require_data
 
+from evopose_sdk import geometry
 from evopose_sdk.estimator import PoseEstimator
 from evopose_sdk.export import ExportError, export_model
 from evopose_sdk.training import config as cfgmod
@@ -115,7 +116,9 @@ def test_lsp_keypoints_travel_from_training_to_card_to_flip_test(lsp_run):
         im = next(i for i in coco["images"] if i["id"] == ann["image_id"])
         image = cv2.imread(str(require_data("lsp") / "lsp" / "images" / im["file_name"]))
         x, y, w, h = ann["bbox"]
-        boxes = np.array([[x, y, x + w, y + h]])
+        # the estimator's box policy: float32 boxes clipped to the image
+        boxes = geometry.clip_box(np.array([[x, y, x + w, y + h]]),
+                                  image.shape[:2]).astype(np.float32)
         crops = est.pipeline.preprocess(image, boxes)
         x32 = crops.images.astype(np.float32)
         plain = est.backend.run(x32)

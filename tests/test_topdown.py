@@ -57,7 +57,7 @@ def shipped():
 def test_estimator_is_the_pipeline_around_its_backend(shipped, images_with_people) -> None:
     card, backend = shipped
     pipe = TopDownPipeline(HeatmapCodec.from_card(card), card.flip_pairs, max_batch=8)
-    with PoseEstimator(MODEL, detector="whole-image", threads=2) as est:
+    with PoseEstimator(MODEL, detector="whole-image", threads=2, flip_test=True) as est:
         for img, boxes, _ in images_with_people:
             h, w = img.shape[:2]
             # the estimator's box policy: float32 boxes clipped to the image
