@@ -65,7 +65,7 @@ class PoseEstimatorOptions:
         detector: ``"default"`` (SSD-MobileNetV2), ``"whole-image"``, a YOLO ``.onnx`` path,
             a ``.pt`` path (ultralytics), or a :class:`~evopose_sdk.detectors.Detector`.
         flip_test: average the heatmaps of the crop and of its mirror image. Off by default:
-            it doubles the pose network's time for +0.006 dev_val AP (README speed table);
+            it doubles the pose network's time for about +0.01 dev_val AP (README speed table);
             the accurate mode turns it on.
         backend: ``"onnxruntime"`` or ``"tflite"``; None (default) picks it from the file
             found: ONNX for a shipped model name, unless ``precision`` exists only as TFLite.
