@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="summary.json of tools/pseudo_label_faces.py used by a stage")
     ap.add_argument("--earlier-stages", type=Path,
                     help="a shipped card whose recipe.stages come before the given stages (for "
-                         "a model continued from weights whose run folders are gone)")
+                         "a model continued from weights whose run folders are gone); CARD:N "
+                         "takes only its first N stages (a branch from an earlier stage)")
     ap.add_argument("--teacher-labels", type=Path,
                     help="the agreement table JSON of tools/teacher_labels.py used by a stage")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -136,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
 
     stages = []
     if args.earlier_stages:
-        stages = list(json.loads(args.earlier_stages.read_text())["recipe"]["stages"])
+        card_path, _, first = str(args.earlier_stages).rpartition(":")
+        if not first.isdigit():
+            card_path, first = str(args.earlier_stages), ""
+        stages = list(json.loads(Path(card_path).read_text())["recipe"]["stages"])
+        if first:  # a branch from an earlier stage: only the first N stages are its past
+            stages = stages[:int(first)]
     for rec_path, run_dir in zip(args.recipe, args.run_dir, strict=True):
         stages.append(_stage(rec_path, run_dir))
     recipe = stages[-1]["config"]
