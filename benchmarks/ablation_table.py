@@ -77,12 +77,13 @@ def step_within_cpu(run: Path, cpu_s: float) -> int | None:
     (train_log.csv) are at most ``cpu_s``; 0 for a plain checkpoint (the starting point)."""
     if run.is_file():
         return 0
+    from evopose_sdk.training.rundir import read_loss_curve
+
     with open(run / "eval_log.csv", newline="", encoding="utf-8") as f:
         evaluated = {int(r["step"]) for r in csv.DictReader(f)}
-    with open(run / "train_log.csv", newline="", encoding="utf-8") as f:
-        within = [int(r["step"]) for r in csv.DictReader(f)
-                  if r.get("cpu_s") and float(r["cpu_s"]) <= cpu_s and int(r["step"]) in evaluated]
-    return max(within, default=None)
+    steps, cpu = read_loss_curve(run, "cpu_s")
+    return max((int(s) for s, c in zip(steps, cpu, strict=True)
+                if c <= cpu_s and int(s) in evaluated), default=None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,12 +84,10 @@ def _stage(recipe: Path, run_dir: Path) -> dict:
         meta = weights_npz_meta(recipe)
         stage = {"config": meta["config"], "config_file": f"{meta.get('run')}/config.json "
                  f"(from the metadata of {recipe.name})", "steps": int(meta["step"]),
-                 "elapsed_s": float(meta["elapsed_s"])}
-        if meta.get("note"):
-            stage["note"] = meta["note"]
-        return {**stage, **_training_time(run_dir)}
-    return {"config": json.loads(recipe.read_text()), "config_file": str(recipe),
-            **_training_time(run_dir)}
+                 "elapsed_s": float(meta["elapsed_s"]), "note": meta.get("note", "")}
+    else:
+        stage = {"config": json.loads(recipe.read_text()), "config_file": str(recipe)}
+    return {**stage, **_training_time(run_dir)}
 
 
 def main(argv: list[str] | None = None) -> int:
