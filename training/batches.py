@@ -4,7 +4,7 @@
   functions of (seed, epoch, position), so an epoch's batches do not depend on worker count
   or on where a run was resumed.
 * :class:`KeypointBatches` is the workers' unit of work; :class:`BatchLoader` prefetches
-  batches in order in a process (or thread) pool; :func:`make_pydataset` wraps the batches
+  batches in order in worker processes (or threads); :func:`make_pydataset` wraps the batches
   for ``model.fit``.
 """
 
@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
+import pickle
+import signal
+import time
+import traceback
 from collections.abc import Mapping
 from multiprocessing.pool import ThreadPool
 
@@ -160,28 +165,120 @@ def make_pydataset(batches: KeypointBatches, workers: int = 1, use_multiprocessi
 
 # --------------------------------------------------------------- prefetching (own loop)
 
-_WORKER_BATCHES: KeypointBatches | None = None
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _init_worker(batches: KeypointBatches) -> None:
-    global _WORKER_BATCHES
-    _WORKER_BATCHES = batches
+def _worker_main(conn, batches: KeypointBatches) -> None:
+    """A data worker: answer ``(epoch, i)`` with ``("ok", batch)`` or ``("error", exc)``.
+
+    It ignores SIGINT and SIGTERM, which a terminal's Ctrl-C or ``kill -- -PGID`` also sends
+    to it: the trainer decides when to stop (after a checkpoint) and then closes the pipe.
+    It exits when the pipe closes, so no worker outlives a killed trainer.
+    """
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent at start
     cv2.setNumThreads(1)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        epoch, i = task
+        try:
+            if batches.epoch != epoch:
+                batches.set_epoch(epoch)
+            reply = ("ok", batches.batch(i))
+        except Exception as exc:  # noqa: BLE001 - handed to the trainer, which raises it
+            exc.add_note(f"in data worker {os.getpid()}, batch {i} of epoch {epoch}:\n"
+                         f"{traceback.format_exc()}")
+            reply = ("error", exc)
+        try:
+            try:
+                conn.send(reply)
+            except (pickle.PicklingError, TypeError, AttributeError):  # an unpicklable error
+                conn.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+        except (BrokenPipeError, OSError):
+            return
 
 
-def _worker_batch(epoch: int, i: int):
-    if _WORKER_BATCHES.epoch != epoch:
-        _WORKER_BATCHES.set_epoch(epoch)
-    return _WORKER_BATCHES.batch(i)
+class _WorkerProcesses:
+    """``n`` spawned worker processes, one pipe each; task ``k`` goes to worker ``k % n``.
+
+    Each worker answers its tasks in order, so replies come back in submission order with no
+    lock shared between processes (a ``multiprocessing.Pool`` whose worker dies holding its
+    queue's lock, as on a process-group SIGTERM, hangs ``terminate()`` forever).
+    """
+
+    def __init__(self, n: int, batches: KeypointBatches) -> None:
+        ctx = mp.get_context("spawn")
+        self._conns, self._procs = [], []
+        self._sent = 0
+        # start the workers with SIGINT/SIGTERM blocked (they inherit the mask) so a signal
+        # in their start-up cannot kill them before they ignore it
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            for _ in range(n):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker_main, args=(child, batches), daemon=True,
+                                   name="evopose-data")
+                proc.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(proc)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def submit(self, epoch: int, i: int) -> int:
+        """Queue batch ``i`` of ``epoch``; returns the worker that will answer."""
+        k = self._sent % len(self._procs)
+        self._sent += 1
+        self._conns[k].send((int(epoch), int(i)))
+        return k
+
+    def receive(self, k: int):
+        """The next reply of worker ``k``: its batch, or its error raised here."""
+        try:
+            status, value = self._conns[k].recv()
+        except (EOFError, OSError):
+            proc = self._procs[k]
+            proc.join(1.0)
+            raise RuntimeError(
+                f"data worker {proc.pid} ended unexpectedly (exit code {proc.exitcode}); "
+                "rerun with --workers 0 to see the error in the trainer itself") from None
+        if status == "error":
+            raise value
+        return value
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the pipes (a worker exits on its next read or write), join, then kill."""
+        for conn in self._conns:
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            conn.close()
+        deadline = time.monotonic() + timeout
+        for proc in self._procs:
+            proc.join(max(deadline - time.monotonic(), 0.0))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self._conns, self._procs = [], []
 
 
 class BatchLoader:
     """Loads batches ahead of the trainer, in order, with bounded memory.
 
-    ``workers = 0`` loads in the calling thread; otherwise a pool of ``workers`` processes
-    (``spawn``: forking a process that already runs TensorFlow/OpenCV threads can deadlock)
-    or threads lives as long as the loader. At most ``prefetch`` batches are in flight.
-    Use as a context manager.
+    ``workers = 0`` loads in the calling thread; otherwise ``workers`` processes (``spawn``:
+    forking a process that already runs TensorFlow/OpenCV threads can deadlock; they ignore
+    SIGINT/SIGTERM and leave stopping to the trainer) or threads live as long as the loader.
+    At most ``prefetch`` batches are in flight. Use as a context manager.
     """
 
     def __init__(self, batches: KeypointBatches, workers: int = 0,
@@ -190,15 +287,16 @@ class BatchLoader:
         self.workers = max(int(workers), 0)
         self.use_multiprocessing = use_multiprocessing
         self.prefetch = max(int(prefetch), 1)
-        self._pool = None
+        self._procs: _WorkerProcesses | None = None
+        self._threads: ThreadPool | None = None
+        self._stale: list[int] = []  # workers owing a reply to an iteration left early
 
     def __enter__(self) -> BatchLoader:
         if self.workers > 0:
             if self.use_multiprocessing:
-                self._pool = mp.get_context("spawn").Pool(
-                    self.workers, initializer=_init_worker, initargs=(self.batches,))
+                self._procs = _WorkerProcesses(self.workers, self.batches)
             else:
-                self._pool = ThreadPool(self.workers)
+                self._threads = ThreadPool(self.workers)
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -206,36 +304,53 @@ class BatchLoader:
         return False
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        if self._procs is not None:
+            self._procs.close()
+            self._procs = None
+        if self._threads is not None:
+            self._threads.terminate()
+            self._threads.join()
+            self._threads = None
+        self._stale = []
 
     def _submit(self, epoch: int, i: int):
-        if self.use_multiprocessing:
-            return self._pool.apply_async(_worker_batch, (epoch, i))
-        return self._pool.apply_async(_thread_batch, (self.batches, epoch, i))
+        if self._procs is not None:
+            return self._procs.submit(epoch, i)
+        return self._threads.apply_async(_thread_batch, (self.batches, epoch, i))
+
+    def _result(self, handle):
+        if self._procs is not None:
+            return self._procs.receive(handle)
+        return handle.get()
 
     def iterate(self, epoch: int, start: int = 0, stop: int | None = None):
         """Yield ``(i, images, heatmaps, weights)`` for batches ``start..stop-1`` of ``epoch``."""
         self.batches.set_epoch(epoch)
         n = len(self.batches) if stop is None else min(int(stop), len(self.batches))
-        if self._pool is None:
+        if self._procs is None and self._threads is None:
             for i in range(start, n):
                 yield (i, *self.batches.batch(i))
             return
+        if self._procs is not None:  # replies owed to an iteration closed early come first
+            for k in self._stale:
+                self._procs.receive(k)
+            self._stale = []
         pending = []
         nxt = start
-        while nxt < n and len(pending) < self.prefetch:
-            pending.append((nxt, self._submit(epoch, nxt)))
-            nxt += 1
-        while pending:
-            i, res = pending.pop(0)
-            out = res.get()
-            if nxt < n:
+        try:
+            while nxt < n and len(pending) < self.prefetch:
                 pending.append((nxt, self._submit(epoch, nxt)))
                 nxt += 1
-            yield (i, *out)
+            while pending:
+                i, handle = pending.pop(0)
+                out = self._result(handle)
+                if nxt < n:
+                    pending.append((nxt, self._submit(epoch, nxt)))
+                    nxt += 1
+                yield (i, *out)
+        finally:
+            if self._procs is not None:
+                self._stale = [handle for _, handle in pending]
 
 
 def _thread_batch(batches: KeypointBatches, epoch: int, i: int):
