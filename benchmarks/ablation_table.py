@@ -7,7 +7,13 @@
 
 ``--cpu-s`` compares arms whose steps cost different CPU (XS vs S): each arm's row is its
 latest evaluated step whose training CPU seconds (``train_log.csv`` ``cpu_s``) are within the
-budget.
+budget. An arm trained in phases, each run starting from the previous one's final weights
+(128x96 then 256x192), is given as ``NAME=PHASE1,PHASE2``: the earlier phases' CPU seconds
+count against the budget and the row is the last phase's step.
+
+    python benchmarks/ablation_table.py --cpu-s 1300 \
+        --arm 256=runs/ablations/res_256_throughout \
+        --arm 128-256=runs/ablations/res_128_then_256_p1,runs/ablations/res_128_then_256_p2
 
 Every arm of an ablation starts from the same weights with the same schedule and batch, and
 a step costs the same CPU in each (labels and augmentation draws do not change the network's
@@ -105,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
            for s in ("coco128", "cocomini_train", "tinycoco")]
     table = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": []}
     for spec in args.arm:
-        name, _, run = spec.partition("=")
-        run = Path(run)
-        step = args.step if args.cpu_s is None else step_within_cpu(run, args.cpu_s)
+        name, _, runs = spec.partition("=")
+        *earlier, run = [Path(r) for r in runs.split(",")]
+        before_s = sum(speed(r, 10**12)["cpu_s"] or 0.0 for r in earlier)  # earlier phases, whole
+        step = (args.step if args.cpu_s is None
+                else step_within_cpu(run, args.cpu_s - before_s))
         if step is None:
             log.error("%s: no evaluated step within %.0f CPU seconds in %s", name, args.cpu_s, run)
             return 2
@@ -125,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                "recipe": cfg.get("comment", "the common starting point"),
                **speed(run, step),
                **{k: round(v, 4) for k, v in scores.items()}}
+        if earlier:  # the row's CPU and time are the whole arm's
+            row["earlier_phases"] = [str(r) for r in earlier]
+            row["cpu_s"] = (row["cpu_s"] or 0.0) + before_s
+            row["elapsed_s"] = (row["elapsed_s"] or 0.0) + sum(
+                speed(r, 10**12)["elapsed_s"] or 0.0 for r in earlier)
         if args.cpu_s is not None:
             row["cpu_budget_s"] = args.cpu_s
         table["rows"] = [r for r in table["rows"]
