@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.arm:
         name, _, runs = spec.partition("=")
         *earlier, run = [Path(r) for r in runs.split(",")]
-        before_s = sum(speed(r, 10**12)["cpu_s"] or 0.0 for r in earlier)  # earlier phases, whole
+        phases = [speed(r, 10**12) for r in earlier]  # earlier phases, whole
+        before_s = sum(ph["cpu_s"] or 0.0 for ph in phases)
         step = (args.step if args.cpu_s is None
                 else step_within_cpu(run, args.cpu_s - before_s))
         if step is None:
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             row["earlier_phases"] = [str(r) for r in earlier]
             row["cpu_s"] = (row["cpu_s"] or 0.0) + before_s
             row["elapsed_s"] = (row["elapsed_s"] or 0.0) + sum(
-                speed(r, 10**12)["elapsed_s"] or 0.0 for r in earlier)
+                ph["elapsed_s"] or 0.0 for ph in phases)
         if args.cpu_s is not None:
             row["cpu_budget_s"] = args.cpu_s
         table["rows"] = [r for r in table["rows"]

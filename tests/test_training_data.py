@@ -181,27 +181,36 @@ def test_real_lsp_people_train_without_face_points():
     assert w[:, 5:].sum() > 8 * 6
 
 
-def test_worker_processes_give_the_same_batches_as_inline_loading(tmp_path):
+def _coco128_batches(input_hw, stride, batch_size, seed):
+    """KeypointBatches over the real coco128 people (skips without ../shared/data)."""
     root = require_data("coco128")
     rec = load_sources(sources_in_root(root, "train", ["coco128"]))
-    b = KeypointBatches(rec, (128, 96), 4, 4, seed=3)
+    return KeypointBatches(rec, input_hw, stride, batch_size, seed=seed)
+
+
+def _assert_same_batches(ref, got):
+    """Two lists of ``(i, images, heatmaps, weights)`` are equal, array for array."""
+    assert [g[0] for g in got] == [r[0] for r in ref]
+    for r, g in zip(ref, got, strict=True):
+        for x, y in zip(r[1:], g[1:], strict=True):
+            assert np.array_equal(x, y)
+
+
+def test_worker_processes_give_the_same_batches_as_inline_loading():
+    b = _coco128_batches((128, 96), 4, 4, seed=3)
     with BatchLoader(b, workers=0) as inline:
         ref = list(inline.iterate(epoch=1, start=1, stop=3))
     with BatchLoader(b, workers=2, use_multiprocessing=True, prefetch=2) as pool:
         got = list(pool.iterate(epoch=1, start=1, stop=3))
     assert [g[0] for g in got] == [1, 2]
-    for r, g in zip(ref, got, strict=True):
-        for x, y in zip(r[1:], g[1:], strict=True):
-            assert np.array_equal(x, y)
+    _assert_same_batches(ref, got)
 
 
 @pytest.mark.parametrize("processes", [True, False], ids=["processes", "threads"])
 def test_a_loop_left_early_does_not_leak_its_batches_into_the_next(processes):
     """The trainer leaves an epoch early (max_steps, a signal) with batches in flight; the
     next iteration still gets its own batches, in order."""
-    root = require_data("coco128")
-    rec = load_sources(sources_in_root(root, "train", ["coco128"]))
-    b = KeypointBatches(rec, (64, 48), 2, 2, seed=5)
+    b = _coco128_batches((64, 48), 2, 2, seed=5)
     with BatchLoader(b, workers=0) as inline:
         ref = list(inline.iterate(epoch=2, start=0, stop=3))
     with BatchLoader(b, workers=2, use_multiprocessing=processes, prefetch=3) as loader:
@@ -210,17 +219,14 @@ def test_a_loop_left_early_does_not_leak_its_batches_into_the_next(processes):
         it.close()  # two or three batches of epoch 1 still owed
         got = list(loader.iterate(epoch=2, start=0, stop=3))
     assert [g[0] for g in got] == [0, 1, 2]
-    for r, g in zip(ref, got, strict=True):
-        assert np.array_equal(r[1], g[1]) and np.array_equal(r[2], g[2])
+    _assert_same_batches(ref, got)
 
 
 def test_a_worker_error_reaches_the_trainer_as_itself(tmp_path):
     """An unreadable image in a worker process raises the same DataError in the trainer,
     naming the file, the batch and the worker's traceback; the workers then shut down."""
-    root = require_data("coco128")
-    rec = load_sources(sources_in_root(root, "train", ["coco128"]))
-    rec.image_paths = np.array([str(tmp_path / "gone.jpg")] * len(rec), dtype=object)
-    b = KeypointBatches(rec, (64, 48), 2, 2, seed=5)
+    b = _coco128_batches((64, 48), 2, 2, seed=5)
+    b.records.image_paths = np.array([str(tmp_path / "gone.jpg")] * len(b.records), dtype=object)
     loader = BatchLoader(b, workers=1, use_multiprocessing=True, prefetch=2)
     with loader, pytest.raises(DataError, match="gone.jpg") as err:
         next(loader.iterate(epoch=0))
@@ -233,9 +239,7 @@ def test_worker_processes_ignore_stop_signals_and_exit_with_their_loader():
     """SIGTERM/SIGINT to the whole process group (``kill -- -PGID``, Ctrl-C) must not kill the
     workers under the trainer, which stops after its checkpoint; closing the loader ends
     them, and so does the trainer's death (their pipe closes)."""
-    root = require_data("coco128")
-    rec = load_sources(sources_in_root(root, "train", ["coco128"]))
-    b = KeypointBatches(rec, (64, 48), 2, 2, seed=5)
+    b = _coco128_batches((64, 48), 2, 2, seed=5)
     with BatchLoader(b, workers=2, use_multiprocessing=True) as loader:
         procs = list(loader._procs._procs)
         first = next(loader.iterate(epoch=0, stop=2))  # the workers are up and serving
