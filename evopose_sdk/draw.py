@@ -48,7 +48,9 @@ def draw_poses(
         keypoint_threshold: keypoints with a lower score (and limbs touching them) are skipped.
         draw_boxes: draw person boxes (labelled with the instance score).
         draw_ids: label boxes with track ids when they are >= 0.
-        radius, thickness: keypoint radius and line width in pixels; default from image size.
+        radius, thickness: keypoint radius and line width in pixels; default from image size,
+            shrunk for a person whose box is short (about 1/40 and 1/60 of its height), so
+            that the dots of a person 80 px tall do not hide the limbs.
 
     Raises:
         ValueError: if the image is not (H, W, 3) uint8.
@@ -59,10 +61,14 @@ def draw_poses(
                          f"dtype {img.dtype}")
     out = img.copy()
     scale = max(img.shape[:2]) / 640.0
-    r = radius if radius is not None else max(2, int(round(3 * scale)))
-    t = thickness if thickness is not None else max(1, int(round(2 * scale)))
+    r_image = max(2, int(round(3 * scale)))
+    t_image = max(1, int(round(2 * scale)))
     for i in range(len(result)):
         kpts = result.keypoints[i]
+        box_h = float(result.boxes_xyxy[i, 3] - result.boxes_xyxy[i, 1])
+        box_h = box_h if np.isfinite(box_h) else 0.0
+        r = radius if radius is not None else max(1, min(r_image, int(round(box_h / 40))))
+        t = thickness if thickness is not None else max(1, min(t_image, int(round(box_h / 60))))
         color = _color(int(result.track_ids[i]) if result.track_ids[i] >= 0 else i)
         if draw_boxes:
             x1, y1, x2, y2 = (int(round(float(v))) for v in result.boxes_xyxy[i])

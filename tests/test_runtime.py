@@ -425,6 +425,33 @@ def test_result_draw_returns_an_annotated_copy(pose_onnx) -> None:
         result.draw(image.astype(np.float32))
 
 
+def test_draw_sizes_the_dots_to_each_person() -> None:
+    """vtest.avi's pedestrians (~80 px tall in a 768x576 frame) get dots about a third the area of
+    the image-size default, so they do not hide the limbs; Zidane and Ancelotti keep it."""
+
+    def dot_area(result: PoseResult, image: np.ndarray, **kwargs) -> int:
+        one = result[[0]]
+        one.keypoints[0, :, 2] = 0.0
+        one.keypoints[0, 0, 2] = 1.0  # draw the nose alone
+        drawn = one.draw(image, draw_boxes=False, **kwargs)
+        return int((drawn != image).any(axis=2).sum())
+
+    cap = cv2.VideoCapture(str(sample("vtest.avi")))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    photo = cv2.imread(str(sample("zidane.jpg")))
+    with PoseEstimator() as est:
+        street, portrait = est(frame), est(photo)
+    heights = street.boxes_xyxy[:, 3] - street.boxes_xyxy[:, 1]
+    assert len(street) >= 3 and heights.max() < 160
+    smallest = street[int(np.argmin(heights))]
+    image_default = 4  # 3 px per 640 px of the longer side
+    assert 2 * dot_area(smallest, frame) < dot_area(smallest, frame, radius=image_default)
+    tallest = portrait[int(np.argmax(portrait.boxes_xyxy[:, 3] - portrait.boxes_xyxy[:, 1]))]
+    assert dot_area(tallest, photo) == dot_area(tallest, photo, radius=6)
+
+
 def test_tflite_runs_a_batch_in_one_call_like_one_by_one(monkeypatch) -> None:
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert not installed")
     from evopose_sdk.backends import TFLiteBackend
