@@ -114,7 +114,7 @@ def plot(ledger: dict, png: Path) -> None:
     ax.set_ylabel("dev_val AP (GT boxes, flip)")
     ax.set_title("evopose2d-s: dev_val AP against CPU-hours")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.72), fontsize=8)
     fig.tight_layout()
     tmp = png.with_suffix(".tmp.png")
     fig.savefig(tmp)
