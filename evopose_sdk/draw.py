@@ -65,8 +65,7 @@ def draw_poses(
     t_image = max(1, int(round(2 * scale)))
     for i in range(len(result)):
         kpts = result.keypoints[i]
-        box_h = float(result.boxes_xyxy[i, 3] - result.boxes_xyxy[i, 1])
-        box_h = box_h if np.isfinite(box_h) else 0.0
+        box_h = float(np.nan_to_num(result.boxes_xyxy[i, 3] - result.boxes_xyxy[i, 1]))
         r = radius if radius is not None else max(1, min(r_image, int(round(box_h / 40))))
         t = thickness if thickness is not None else max(1, min(t_image, int(round(box_h / 60))))
         color = _color(int(result.track_ids[i]) if result.track_ids[i] >= 0 else i)

@@ -427,7 +427,8 @@ def test_result_draw_returns_an_annotated_copy(pose_onnx) -> None:
 
 def test_draw_sizes_the_dots_to_each_person() -> None:
     """vtest.avi's pedestrians (~80 px tall in a 768x576 frame) get dots about a third the area of
-    the image-size default, so they do not hide the limbs; Zidane and Ancelotti keep it."""
+    the image-size default, so they do not hide the limbs; the tallest person in zidane.jpg
+    keeps the default."""
 
     def dot_area(result: PoseResult, image: np.ndarray, **kwargs) -> int:
         one = result[[0]]
