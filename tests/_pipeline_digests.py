@@ -40,8 +40,8 @@ def digest(*arrays: np.ndarray) -> str:
 def recipe_digests(path: Path, data_root: Path) -> dict[str, str]:
     """{"<epoch>/<batch>": digest of (images, heatmaps, weights)} for one recipe."""
     from evopose_sdk.training import config as cfgmod
-    from evopose_sdk.training.batches import make_batches
     from evopose_sdk.training import genotype as gt
+    from evopose_sdk.training.batches import make_batches
     from evopose_sdk.training.model import model_geometry
     from evopose_sdk.training.sources import load_sources, sources_in_root
 

@@ -9,6 +9,7 @@ from _training_helpers import require_data
 from evopose_sdk import geometry
 from evopose_sdk.training import augment
 from evopose_sdk.training.batches import KeypointBatches
+from evopose_sdk.training.pipeline import Pipeline, steps_from_augment
 from evopose_sdk.training.samples import AugmentConfig, make_sample
 from evopose_sdk.training.sources import DataError, load_sources, read_image_rgb, sources_in_root
 
@@ -102,7 +103,7 @@ def test_augmented_batches_are_deterministic_and_targets_follow_truncation():
 
 def test_default_augmentation_is_unchanged_by_the_new_fields():
     cfg = AugmentConfig()
-    assert not cfg.needs_other
+    assert not Pipeline(steps_from_augment(cfg)).needs_other
     assert cfg.truncate_prob == cfg.paste_person_prob == cfg.occlude_prob == 0.0
     with pytest.raises(DataError, match="unknown augmentation"):
         AugmentConfig.from_any({"truncate_probability": 0.3})
@@ -127,7 +128,6 @@ def test_dev_val_ap_by_visible_keypoints_scores_each_group_apart():
     """Spoiling only the people with fewer than 10 labelled keypoints lowers that group's AP
     and leaves the other group's exactly as it was (perfect keypoints score below 1 only
     where COCOeval's 20 detections per image cut a crowded photo)."""
-    pytest.importorskip("pycocotools")
     from evopose_sdk.training import evaluate
 
     root = require_data("coco128", "cocomini_train", "tinycoco")

@@ -93,8 +93,10 @@ def _soft_mask(h: int, w: int, shape: str, rng: np.random.Generator) -> np.ndarr
     return cv2.GaussianBlur(m, (k, k), 0)
 
 
-def _blend(crop: np.ndarray, patch: np.ndarray, alpha: np.ndarray, x0: int, y0: int) -> None:
-    """Alpha-blend ``patch`` (ph, pw, 3) into ``crop`` in place at (x0, y0), clipped."""
+def _blend(crop: np.ndarray, patch: np.ndarray, alpha: np.ndarray, x0: int, y0: int,
+           alpha_out: np.ndarray | None = None) -> None:
+    """Alpha-blend ``patch`` (ph, pw, 3) into ``crop`` in place at (x0, y0), clipped;
+    ``alpha_out`` ((h, w) float32), when given, keeps the largest alpha laid on each pixel."""
     ch, cw = crop.shape[:2]
     ph, pw = patch.shape[:2]
     xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + pw, cw), min(y0 + ph, ch)
@@ -104,14 +106,17 @@ def _blend(crop: np.ndarray, patch: np.ndarray, alpha: np.ndarray, x0: int, y0: 
     a = alpha[ya - y0:yb - y0, xa - x0:xb - x0, None]
     region = crop[ya:yb, xa:xb].astype(np.float32)
     crop[ya:yb, xa:xb] = np.clip(region * (1 - a) + p * a, 0, 255).astype(np.uint8)
+    if alpha_out is not None:
+        np.maximum(alpha_out[ya:yb, xa:xb], a[..., 0], out=alpha_out[ya:yb, xa:xb])
 
 
 def paste_person(crop: np.ndarray, other: np.ndarray, other_box_xywh: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
+                 rng: np.random.Generator, alpha_out: np.ndarray | None = None) -> np.ndarray:
     """Paste another person (``other`` image, its box) in front of the crop's person, off
     centre so that it hides part of them, as a neighbour in a crowd does.
 
-    Returns a new (h, w, 3) uint8 crop; the crop's labels are unchanged.
+    Returns a new (h, w, 3) uint8 crop; the crop's labels are unchanged. ``alpha_out``
+    ((h, w) float32) receives the coverage of the pasted person.
     """
     h, w = crop.shape[:2]
     x, y, bw, bh = (float(v) for v in other_box_xywh)
@@ -129,14 +134,16 @@ def paste_person(crop: np.ndarray, other: np.ndarray, other_box_xywh: np.ndarray
     cx = w / 2 + side * rng.uniform(0.3, 0.75) * w
     cy = h / 2 + rng.uniform(-0.15, 0.25) * h
     out = crop.copy()
-    _blend(out, person, _soft_mask(ph, pw, "ellipse", rng), int(cx - pw / 2), int(cy - ph / 2))
+    _blend(out, person, _soft_mask(ph, pw, "ellipse", rng), int(cx - pw / 2), int(cy - ph / 2),
+           alpha_out)
     return out
 
 
 def occlude(crop: np.ndarray, texture: np.ndarray, rng: np.random.Generator,
-            count: int = 2) -> np.ndarray:
+            count: int = 2, alpha_out: np.ndarray | None = None) -> np.ndarray:
     """Cover 1..``count`` ellipses or rectangles (10-35 % of each side) of the crop with
-    patches of ``texture`` (any (H, W, 3) uint8 photo). Returns a new crop."""
+    patches of ``texture`` (any (H, W, 3) uint8 photo). Returns a new crop; ``alpha_out``
+    ((h, w) float32) receives the patches' coverage."""
     h, w = crop.shape[:2]
     out = crop.copy()
     for _ in range(int(rng.integers(1, count + 1))):
@@ -152,7 +159,7 @@ def occlude(crop: np.ndarray, texture: np.ndarray, rng: np.random.Generator,
         shape = "ellipse" if rng.random() < 0.5 else "rect"
         x0 = int(rng.integers(0, max(w - pw, 1)))
         y0 = int(rng.integers(0, max(h - ph, 1)))
-        _blend(out, patch, _soft_mask(ph, pw, shape, rng), x0, y0)
+        _blend(out, patch, _soft_mask(ph, pw, shape, rng), x0, y0, alpha_out)
     return out
 
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS
-from evopose_sdk.training.samples import AugmentConfig, make_sample
+from evopose_sdk.training.pipeline import Context, Pipeline
+from evopose_sdk.training.samples import AugmentConfig
 from evopose_sdk.training.sources import PersonRecords, SourceSpec, read_image_rgb
 
 
@@ -68,7 +69,7 @@ class KeypointBatches:
     def __init__(self, records: PersonRecords, input_hw: tuple[int, int], stride: int,
                  batch_size: int, *, augment: AugmentConfig | dict | bool | None = True,
                  seed: int = 0, epoch: int = 0, shuffle: bool = True, drop_last: bool = True,
-                 sigma: float | None = None) -> None:
+                 sigma: float | None = None, pipeline: list | Pipeline | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; received {batch_size}")
         self.records = records
@@ -78,6 +79,8 @@ class KeypointBatches:
             raise ValueError(f"input size {self.input_hw} is not divisible by stride {stride}")
         self.batch_size = int(batch_size)
         self.augment = AugmentConfig.from_any(augment)
+        self.pipeline = (pipeline if isinstance(pipeline, Pipeline)
+                         else Pipeline.from_config(pipeline, self.augment))
         self.seed = int(seed)
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -85,6 +88,7 @@ class KeypointBatches:
         kset = records.keypoint_set
         self.flip_pairs = kset.flip_pairs if kset else COCO_FLIP_PAIRS
         self.upper_body = kset.upper_body if kset else None
+        self.ctx = Context(self.input_hw, self.stride, self.flip_pairs, self.upper_body, sigma)
         self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
@@ -107,13 +111,11 @@ class KeypointBatches:
         r = self.records
         image = read_image_rgb(r.image_paths[idx])
         other = None
-        if self.augment.needs_other and len(r) > 1:
+        if self.pipeline.needs_other and len(r) > 1:
             j = int(rng.integers(len(r) - 1))
             j += j >= idx
             other = (read_image_rgb(r.image_paths[j]), r.boxes_xywh[j])
-        return make_sample(image, r.boxes_xywh[idx], r.keypoints[idx], self.input_hw,
-                           self.stride, flip_pairs=self.flip_pairs, upper_body=self.upper_body,
-                           augment=self.augment, rng=rng, sigma=self.sigma, other=other)
+        return self.pipeline(self.ctx, image, r.boxes_xywh[idx], r.keypoints[idx], rng, other)
 
     def batch(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not 0 <= i < len(self):
@@ -128,11 +130,13 @@ class KeypointBatches:
 
 def make_batches(cfg: Mapping, records: PersonRecords, input_hw, stride: int,
                  epoch: int = 0) -> KeypointBatches:
-    """The config's training batches of ``records`` (batch size, augmentation, seed, sigma)."""
+    """The config's training batches of ``records`` (batch size, sample pipeline or
+    augmentation, seed, sigma)."""
     t = cfg["train"]
     return KeypointBatches(records, input_hw, stride, int(t["batch_size"]),
                           augment=cfg["data"]["augment"], seed=int(t["seed"]),
-                          epoch=epoch, sigma=cfg["data"]["sigma"])
+                          epoch=epoch, sigma=cfg["data"]["sigma"],
+                          pipeline=cfg["data"].get("pipeline"))
 
 
 def make_pydataset(batches: KeypointBatches, workers: int = 1, use_multiprocessing: bool = False,

@@ -46,6 +46,8 @@ DEFAULT_CONFIG: dict = {
             "color_jitter": 0.2, "truncate_prob": 0.0, "paste_person_prob": 0.0,
             "occlude_prob": 0.0, "blur_prob": 0.0, "lowres_prob": 0.0,
         },
+        "pipeline": None,         # list of {"step": NAME, ...} (training.pipeline); default:
+                                  # the steps of "augment" in their fixed order
         "workers": 2,
         "use_multiprocessing": True,
         "prefetch": 4,

@@ -1,8 +1,9 @@
-"""One top-down training sample: crop, augmentation recipe and heatmap targets.
+"""One top-down training sample: the augmentation recipe and :func:`make_sample`.
 
-Backend-agnostic (numpy + OpenCV). The crop geometry is :mod:`evopose_sdk.geometry`'s; this
-module only composes it with the augmentation (the users'-people augmentations themselves
-are in :mod:`evopose_sdk.training.augment`).
+Backend-agnostic (numpy + OpenCV). The sample is made by the steps of
+:mod:`evopose_sdk.training.pipeline` (crop geometry from :mod:`evopose_sdk.geometry`, the
+users'-people augmentations from :mod:`evopose_sdk.training.augment`); :class:`AugmentConfig`
+is the older, fixed-order way to name them (``data.augment``).
 
 * Targets are the codec's (:meth:`evopose_sdk.codec.HeatmapCodec.encode`): unbiased
   Gaussians centred on the sub-pixel keypoint in heatmap cells; sigma is 2 cells at a 64x48
@@ -19,9 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from evopose_sdk import geometry
-from evopose_sdk.codec import HeatmapCodec
-from evopose_sdk.skeleton import COCO_FLIP_PAIRS, flip_permutation
-from evopose_sdk.training import augment as augmod
+from evopose_sdk.skeleton import COCO_FLIP_PAIRS
+from evopose_sdk.training.pipeline import Context, Pipeline, steps_from_augment
 from evopose_sdk.training.sources import DataError
 
 
@@ -57,11 +57,6 @@ class AugmentConfig:
     blur_prob: float = 0.0
     lowres_prob: float = 0.0
 
-    @property
-    def needs_other(self) -> bool:
-        """Whether samples need a second training image (pasted people, occluder texture)."""
-        return self.enabled and (self.paste_person_prob > 0 or self.occlude_prob > 0)
-
     @classmethod
     def from_any(cls, value) -> AugmentConfig:
         if value is None or value is False:
@@ -81,47 +76,6 @@ class AugmentConfig:
         return asdict(self)
 
 
-def flip_matrix(width: int) -> np.ndarray:
-    """(2, 3) affine of a horizontal mirror of a ``width``-pixel crop (pixel centres)."""
-    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
-
-
-def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """(2, 3) affine of ``outer(inner(x))``."""
-    o = np.vstack([outer, [0.0, 0.0, 1.0]])
-    i = np.vstack([inner, [0.0, 0.0, 1.0]])
-    return (o @ i)[:2]
-
-
-def _half_body_box(kps: np.ndarray, upper: np.ndarray, rng: np.random.Generator):
-    k = kps.shape[0]
-    vis = kps[:, 2] > 0
-    upper_mask = np.zeros(k, bool)
-    upper_mask[upper] = True
-    up = np.where(vis & upper_mask)[0]
-    low = np.where(vis & ~upper_mask)[0]
-    chosen = up if (rng.random() < 0.5 and len(up) > 2) else low
-    if len(chosen) < 2:
-        chosen = up if len(up) >= 2 else chosen
-    if len(chosen) < 2:
-        return None
-    pts = kps[chosen, :2]
-    x1, y1 = pts.min(axis=0)
-    x2, y2 = pts.max(axis=0)
-    return np.array([x1, y1, x2, y2])
-
-
-def _color_jitter(crop: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
-    img = crop.astype(np.float32)
-    b, c, s = 1.0 + rng.uniform(-amount, amount, size=3)
-    img = img * b
-    mean = img.mean()
-    img = (img - mean) * c + mean
-    gray = img.mean(axis=2, keepdims=True)
-    img = (img - gray) * s + gray
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
 def make_sample(
     image_rgb: np.ndarray,
     box_xywh: np.ndarray,
@@ -136,73 +90,30 @@ def make_sample(
     sigma: float | None = None,
     padding: float = geometry.DEFAULT_PADDING,
     other: tuple[np.ndarray, np.ndarray] | None = None,
+    pipeline: Pipeline | None = None,
 ) -> dict:
-    """One top-down training sample.
+    """One top-down training sample through a :class:`~evopose_sdk.training.pipeline.Pipeline`.
 
     Args:
         image_rgb: (H, W, 3) uint8 image.
         box_xywh: (4,) person box in image pixels.
         keypoints: (K, 3) ``x, y, v`` in image pixels.
         input_hw: model input (h, w); stride: heatmap stride.
-        augment: augmentation (None: plain crop, as at validation).
+        augment: augmentation (None: plain crop, as at validation); ignored when
+            ``pipeline`` is given.
         other: (image (H, W, 3) uint8 RGB, box (4,) xywh) of another training person, for
             the pasted-person and occluder augmentations.
+        pipeline: the steps (default: those of ``augment``).
 
     Returns:
         dict with ``image`` (h, w, 3) uint8 RGB crop, ``heatmaps`` (h/s, w/s, K) float32,
         ``weights`` (K,) float32, ``keypoints`` (K, 2) float64 in crop pixels (after a flip,
-        already left/right-swapped), ``matrix`` (2, 3) image -> crop affine, ``flipped`` bool.
+        already left/right-swapped), ``matrix`` (2, 3) image -> crop affine, ``flipped`` bool,
+        ``hidden`` (K,) bool (labelled joints an occluding step covered).
     """
-    h, w = int(input_hw[0]), int(input_hw[1])
-    kps = np.asarray(keypoints, np.float64)
-    aug = augment if augment is not None and augment.enabled else None
+    ctx = Context((int(input_hw[0]), int(input_hw[1])), int(stride), flip_pairs, upper_body,
+                  sigma, padding)
+    if pipeline is None:
+        pipeline = Pipeline(steps_from_augment(augment if augment is not None else False))
     rng = rng if rng is not None else np.random.default_rng()
-    x, y, bw, bh = np.asarray(box_xywh, np.float64)
-    box = np.array([x, y, x + bw, y + bh])
-    pad = padding
-    rot = 0.0
-    scale = 1.0
-    flip = False
-    truncated = False
-    if aug is not None and aug.truncate_prob > 0 and rng.random() < aug.truncate_prob:
-        cut = augmod.truncate(image_rgb, np.array([x, y, bw, bh]), kps, rng)
-        if cut is not None:
-            image_rgb, box, kps = cut
-            truncated = True
-    if aug is not None:
-        if (not truncated and upper_body is not None and len(upper_body) and aug.half_body_prob > 0
-                and int((kps[:, 2] > 0).sum()) > aug.half_body_min_joints
-                and rng.random() < aug.half_body_prob):
-            hb = _half_body_box(kps, upper_body, rng)
-            if hb is not None:
-                box, pad = hb, 1.5
-        scale = 1.0 + rng.uniform(-aug.scale_factor, aug.scale_factor)
-        if rng.random() < aug.rotation_prob:
-            rot = rng.uniform(-aug.rotation, aug.rotation)
-        flip = rng.random() < aug.flip_prob
-    center, size = geometry.box_to_center_size(box, w / h, pad)
-    matrix = geometry.crop_affine(center, size * scale, (h, w), rot)
-    if flip:
-        matrix = compose_affine(flip_matrix(w), matrix)
-    crop = geometry.warp_crop(image_rgb, matrix, (h, w))
-    kp_crop = geometry.apply_affine(kps[:, :2], matrix)
-    valid = kps[:, 2] > 0
-    if flip:
-        perm = flip_permutation(kps.shape[0], flip_pairs)
-        kp_crop, valid = kp_crop[perm], valid[perm]
-    if aug is not None and other is not None:
-        if aug.paste_person_prob > 0 and rng.random() < aug.paste_person_prob:
-            crop = augmod.paste_person(crop, other[0], other[1], rng)
-        if aug.occlude_prob > 0 and rng.random() < aug.occlude_prob:
-            crop = augmod.occlude(crop, other[0], rng)
-    if aug is not None and aug.color_jitter > 0:
-        crop = _color_jitter(crop, aug.color_jitter, rng)
-    if aug is not None and (aug.blur_prob > 0 or aug.lowres_prob > 0):
-        r = rng.random()
-        if r < aug.lowres_prob:
-            crop = augmod.degrade(crop, rng, lowres=True)
-        elif r < aug.lowres_prob + aug.blur_prob:
-            crop = augmod.degrade(crop, rng, lowres=False)
-    hm, weights = HeatmapCodec((h, w), stride, sigma).encode(kp_crop, valid)
-    return {"image": crop, "heatmaps": hm, "weights": weights, "keypoints": kp_crop,
-            "matrix": matrix, "flipped": flip}
+    return pipeline(ctx, image_rgb, box_xywh, keypoints, rng, other)
