@@ -11,9 +11,15 @@ Failures (tested on a real two-node cluster, ``tests/test_search_ray_cluster.py`
 - a node or worker that dies mid-child: the driver trains that child again elsewhere (up to
   ``max_retries`` times); its record says ``attempts``, ``node_id`` and ``node_ip``. Errors
   the child raises itself are not retried.
-- the head that dies: the driver stops after ``head_timeout_s`` with
-  :class:`SearchClusterError` (the CLI exits 1); ``evopose-search resume`` on a restarted
-  cluster trains the children that were in flight again and nothing else.
+- the head that dies, however Ray reports it (the head's GCS stops answering; a task's
+  ``NodeDiedError`` for the node this driver runs through, or ``LocalRayletDiedError``; Ray
+  calls of the driver that fail): before any child is trained again the driver asks the
+  head for its node table (a real round trip, never a bare TCP connect, which a dying
+  process still accepts); when this driver's own node is dead, or the head has not answered
+  for ``head_timeout_s``, it stops with :class:`SearchClusterError` ("lost the Ray cluster
+  ...", the CLI exits 1). Nothing is submitted to a dead node first: Ray ends a driver whose
+  local raylet is gone at its next submission, without a word. ``evopose-search resume`` on
+  a restarted cluster trains the children that were in flight again and nothing else.
 
 On a cluster the search folder should be on a shared filesystem (NFS) and the data at the
 same path on every node, with the same evopose-sdk version installed. Without a shared
@@ -24,8 +30,8 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,7 +40,8 @@ from evopose_sdk.errors import EvoPoseError
 
 log = logging.getLogger(__name__)
 
-#: Seconds between checks that the cluster's head still answers, while children train.
+#: Seconds between checks that the cluster's head still answers, while children train; also
+#: the longest one check waits for the head's answer.
 _POLL_S = 2.0
 
 #: Environment of the worker processes (quiet TensorFlow, the driver's Keras backend).
@@ -48,8 +55,13 @@ class SearchClusterError(EvoPoseError, RuntimeError):
 
 
 def _first_line(exc: BaseException) -> str:
+    """``Type: first line`` of ``exc``; only its first sentence when that line is long (Ray's
+    errors go on with advice on where to look)."""
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+    line = text.splitlines()[0] if text else ""
+    if len(line) > 160 and ". " in line:
+        line = line[: line.index(". ") + 1]
+    return f"{type(exc).__name__}: {line}"
 
 
 def ray_available() -> bool:
@@ -125,6 +137,8 @@ class RayExecutor:
         self._lost = False
         self._search_dir = "DIR"
         self._unreachable_since: float | None = None
+        self._probe: threading.Thread | None = None
+        self._probe_answer: dict = {}
         if not ray.is_initialized():
             kwargs = {"runtime_env": {"env_vars": env}, "include_dashboard": False,
                       "log_to_driver": False, "logging_level": logging.WARNING}
@@ -141,10 +155,15 @@ class RayExecutor:
         #: Paths are shared with the workers only on a local Ray; on a cluster the parent's
         #: weights travel with the task (and the child's back when the folder is not shared).
         self._local = address is None
-        try:  # host:port of the head's GCS; None under Ray Client (ray://), not checked then
-            self._gcs: str | None = ray.get_runtime_context().gcs_address
+        ctx = ray.get_runtime_context()
+        try:  # host:port of the head's GCS (None under Ray Client, ray://), for messages
+            self._gcs: str | None = ctx.gcs_address
         except Exception:  # noqa: BLE001
             self._gcs = None
+        try:  # the node whose raylet this driver submits through (the head, on its machine)
+            self._node_id: str | None = ctx.get_node_id()
+        except Exception:  # noqa: BLE001
+            self._node_id = None
         res = ray.cluster_resources()
         node_cpus = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
         gpus = float(res.get("GPU", 0))
@@ -171,11 +190,11 @@ class RayExecutor:
 
         A child whose worker, node or result object is lost (``NodeDiedError``,
         ``WorkerCrashedError``, ``ObjectLostError``...) is submitted again, at most
-        ``max_retries`` times; its result then says ``attempts``. An error the child raised
-        itself is not retried: it propagates, as in a sequential search. When the cluster's
-        head stops answering for ``head_timeout_s``, :class:`SearchClusterError` is raised:
-        the search's state is on disk, and ``evopose-search resume`` continues it on a
-        restarted cluster.
+        ``max_retries`` times, once the head has answered that the cluster still stands; its
+        result then says ``attempts``. An error the child raised itself is not retried: it
+        propagates, as in a sequential search. When the cluster is lost (see the module's
+        docstring), :class:`SearchClusterError` is raised: the search's state is on disk,
+        and ``evopose-search resume`` continues it on a restarted cluster.
         """
         import ray  # noqa: PLC0415
         from ray import exceptions as rex  # noqa: PLC0415
@@ -186,12 +205,17 @@ class RayExecutor:
             self._search_dir = str(Path(specs[0]["child_dir"]).parent.parent)
         try:
             while queue or running:
-                while queue and len(running) < self.slots:
-                    spec, attempt = queue.pop(0)
-                    running[self._submit(spec)] = (spec, attempt)
-                done, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
+                try:
+                    while queue and len(running) < self.slots:
+                        spec, attempt = queue.pop(0)
+                        running[self._submit(spec)] = (spec, attempt)
+                    done, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
+                except (rex.RayError, ConnectionError) as exc:  # the driver's own Ray calls
+                    self._raise_if_lost(exc)
+                    raise SearchClusterError(
+                        f"Ray failed ({_first_line(exc)}); {self._resume_hint()}") from exc
                 if not done:
-                    self._check_head()
+                    self._raise_if_lost(None)
                     continue
                 for ref in done:
                     spec, attempt = running.pop(ref)
@@ -201,12 +225,11 @@ class RayExecutor:
                         raise
                     except rex.RayError as exc:
                         cid = spec["record"]["id"]
-                        self._wait_for_head()
+                        self._raise_if_lost(exc)
                         if attempt > self.max_retries:
                             raise SearchClusterError(
-                                f"{cid} was lost {attempt} times ({_first_line(exc)}); the "
-                                "search state is on disk: resume it when the cluster is "
-                                "healthy") from exc
+                                f"{cid} was lost {attempt} times ({_first_line(exc)}); "
+                                f"{self._resume_hint()} when the cluster is healthy") from exc
                         log.warning("%s lost its Ray worker (%s); training it again "
                                     "(attempt %d of %d)", cid, _first_line(exc), attempt + 1,
                                     self.max_retries + 1)
@@ -224,41 +247,88 @@ class RayExecutor:
                 for ref in running:
                     ray.cancel(ref, force=True)
 
-    def _head_answers(self) -> bool:
-        """Whether the head's GCS port accepts a TCP connection."""
-        if not self._gcs:
+    def _resume_hint(self) -> str:
+        """How to continue this search (named in every cluster error)."""
+        where = f" --address {self.address}" if self.address else ""
+        return (f"the search's state is on disk: start the cluster again and continue with "
+                f"'evopose-search resume {self._search_dir}{where}'")
+
+    def _node_table(self) -> list[dict] | None:
+        """The head's node table (``ray.nodes()``), or None when it has not answered within
+        ``_POLL_S``. The call runs in a daemon thread, as Ray blocks it while the head is
+        gone; a call still waiting is waited on again, never doubled."""
+        import ray  # noqa: PLC0415
+
+        if self._probe is None:
+            answer: dict = {}
+
+            def ask() -> None:
+                try:
+                    answer["nodes"] = ray.nodes()
+                except Exception as exc:  # noqa: BLE001 - a failed call is no answer
+                    answer["error"] = exc
+
+            self._probe_answer = answer
+            self._probe = threading.Thread(target=ask, name="ray-head-probe", daemon=True)
+            self._probe.start()
+        t0 = time.monotonic()
+        self._probe.join(_POLL_S)
+        if self._probe.is_alive():
+            return None
+        self._probe = None
+        if "nodes" not in self._probe_answer:  # refused at once: the next try in _POLL_S
+            time.sleep(max(0.0, _POLL_S - (time.monotonic() - t0)))
+        return self._probe_answer.get("nodes")
+
+    def _own_node_died(self, exc: BaseException | None, nodes: list[dict] | None) -> bool:
+        """Whether the node this driver submits through is dead: ``exc`` says so
+        (``LocalRayletDiedError``, or ``NodeDiedError`` naming it) or the head lists it dead."""
+        from ray import exceptions as rex  # noqa: PLC0415
+
+        if isinstance(exc, rex.LocalRayletDiedError):
             return True
-        host, _, port = str(self._gcs).rpartition(":")
-        try:
-            with socket.create_connection((host, int(port)), timeout=_POLL_S):
-                return True
-        except (OSError, ValueError):
+        if not self._node_id:
             return False
+        if isinstance(exc, rex.NodeDiedError) and self._node_id in str(exc):
+            return True
+        return any(n.get("NodeID") == self._node_id and not n.get("Alive")
+                   for n in nodes or ())
 
-    def _check_head(self) -> None:
-        """Raise :class:`SearchClusterError` once the head has not answered for
-        ``head_timeout_s`` (Ray itself ends this process a minute after losing it)."""
-        if self._head_answers():
-            self._unreachable_since = None
-            return
-        now = time.monotonic()
-        if self._unreachable_since is None:
-            self._unreachable_since = now
-            log.warning("the Ray head at %s does not answer", self._gcs)
-        if now - self._unreachable_since >= self.head_timeout_s:
-            self._lost = True
-            where = f" --address {self.address}" if self.address else ""
-            raise SearchClusterError(
-                f"lost the Ray cluster: its head at {self._gcs} has not answered for "
-                f"{now - self._unreachable_since:.0f} s; the search's state is on disk: start "
-                f"the cluster again and continue with 'evopose-search resume {self._search_dir}{where}'")
+    def _raise_if_lost(self, exc: BaseException | None) -> None:
+        """Raise :class:`SearchClusterError` when the cluster is lost.
 
-    def _wait_for_head(self) -> None:
-        """After a lost task: return once the head answers, or raise when it is gone."""
-        while not self._head_answers():
-            self._check_head()
-            time.sleep(1.0)
-        self._unreachable_since = None
+        ``exc`` None: one check while children train (the head may stay silent for up to
+        ``head_timeout_s`` before this raises). ``exc`` given (a lost task, a failed Ray
+        call): returns only once the head has answered and this driver's node is alive.
+        """
+        while True:
+            if self._own_node_died(exc, None):
+                self._lost_cluster(f"the Ray node this search runs through ({self._node_id}) "
+                                   f"died ({_first_line(exc)})", exc)
+            nodes = self._node_table()
+            if nodes is not None:
+                self._unreachable_since = None
+                if self._own_node_died(None, nodes):
+                    self._lost_cluster(f"the head lists this search's node {self._node_id} "
+                                       "as dead", exc)
+                return
+            now = time.monotonic()
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+                log.warning("the Ray head at %s does not answer", self._gcs or self.address)
+            silent = now - self._unreachable_since
+            if silent >= self.head_timeout_s:
+                self._lost_cluster(f"its head at {self._gcs or self.address} has not answered "
+                                   f"for {silent:.0f} s", exc)
+            if exc is None:
+                return
+
+    def _lost_cluster(self, why: str, exc: BaseException | None) -> None:
+        """Mark the cluster lost (nothing more is sent to it) and raise the one-line error."""
+        self._lost = True
+        where = f"at {self.address}" if self.address else "(a local Ray)"
+        raise SearchClusterError(f"lost the Ray cluster {where}: {why}; "
+                                 f"{self._resume_hint()}") from exc
 
     def _submit(self, spec: Mapping):
         """One Ray task for ``spec``; the parent's weights travel as bytes on a cluster."""
