@@ -234,7 +234,7 @@ def run_mode(name: str, video: str | Path, frames: int) -> dict:
                 stages[k] = stages.get(k, 0.0) + v
         elapsed = time.perf_counter() - t0
         desc = dict(model=est.card.name, file=est.model_path.name, precision=est.card.precision,
-                    flip=est.options.flip_test, detector=type(est.detector).__name__)
+                    flip=est.flip_for("video"), detector=type(est.detector).__name__)
     return dict(mode=name, cli=f"evopose-infer VIDEO {mode['cli']}".strip(), **desc,
                 detect_every=mode["stream"].get("detect_every", DEFAULT_DETECT_EVERY), frames=n,
                 people_per_frame=people / max(n, 1), fps=n / elapsed,
@@ -288,7 +288,7 @@ def mode_ap(names: list[str], data: Path, cache_file: Path) -> dict[str, dict]:
     out = {}
     for name in names:
         with PoseEstimator(**MODES[name]["est"]) as est:
-            path, flip = est.model_path, est.options.flip_test
+            path, flip = est.model_path, est.flip_for("video")  # the table's modes are video
             det = getattr(est.detector, "path", None)
             thr = getattr(est.detector, "score_threshold", None)
         key = "|".join([sha256_file(path)[:16], f"flip={flip}",

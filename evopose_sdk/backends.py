@@ -53,12 +53,14 @@ def _check_heatmaps(out: np.ndarray, path: Path, n: int) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def native_stderr_to_log(what: str) -> Iterator[None]:
+def native_stderr_to_log(what: str, level: int = logging.WARNING) -> Iterator[None]:
     """Route what native code writes to file descriptor 2 during the block into logging.
 
     LiteRT's C++ prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` straight
     to fd 2, past Python's logging; here such ``INFO:`` lines become info records (hidden at
-    the default WARNING level) and any other line a warning, both prefixed with ``what``.
+    the default WARNING level) and any other line a record at ``level`` (FFmpeg's ``moov atom
+    not found`` when a video is opened: debug, as the error raised says it), all prefixed
+    with ``what``.
     """
     try:
         sys.stderr.flush()
@@ -78,7 +80,67 @@ def native_stderr_to_log(what: str) -> Iterator[None]:
                 if line.startswith("INFO:"):
                     logger.info("%s: %s", what, line[5:].strip())
                 elif line.strip():
-                    logger.warning("%s: %s", what, line.strip())
+                    logger.log(level, "%s: %s", what, line.strip())
+
+
+#: ``device=`` names -> the ONNX Runtime execution provider each one asks for.
+DEVICE_PROVIDERS: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+
+
+def parse_device(device: str | None) -> tuple[str, int | None]:
+    """``"cuda:1"`` -> ``("cuda", 1)``; None -> ``("cpu", None)``.
+
+    Raises:
+        ValueError: an unknown device name or a bad index, naming the known ones.
+    """
+    text = "cpu" if device is None else str(device).strip().lower()
+    name, _, index = text.partition(":")
+    if name == "gpu":
+        name = "cuda"
+    if name not in DEVICE_PROVIDERS or (index and not index.isdigit()) or \
+            (index and name == "cpu"):
+        raise ValueError(f"unknown device {device!r}; use one of "
+                         f"{', '.join(DEVICE_PROVIDERS)} (an index as in cuda:1)")
+    return name, int(index) if index else None
+
+
+def onnx_providers(device: str | None, what: str = "the model") -> list:
+    """ONNX Runtime ``providers`` for a ``device`` (see :data:`DEVICE_PROVIDERS`), CPU last as
+    the fallback. A provider this onnxruntime build lacks (``pip install onnxruntime-gpu``
+    for CUDA) gives CPU and a warning that says so.
+
+    Raises:
+        ValueError: an unknown device (:func:`parse_device`).
+    """
+    import onnxruntime as ort
+
+    name, index = parse_device(device)
+    if name == "cpu":
+        return ["CPUExecutionProvider"]
+    provider = DEVICE_PROVIDERS[name]
+    available = ort.get_available_providers()
+    if provider not in available:
+        logger.warning("device %r: this onnxruntime (%s) has no %s (it has %s), so %s runs on "
+                       "the CPU; for CUDA install onnxruntime-gpu in place of onnxruntime",
+                       device, ort.__version__, provider, ", ".join(available), what)
+        return ["CPUExecutionProvider"]
+    options = {"device_id": index} if index is not None else {}
+    return [(provider, options), "CPUExecutionProvider"]
+
+
+def session_device(session: object) -> str:
+    """The device an onnxruntime session runs on (its first provider) as a ``device=`` name."""
+    first = session.get_providers()[0]  # type: ignore[attr-defined]
+    return next((k for k, v in DEVICE_PROVIDERS.items() if v == first), first)
 
 
 def _model_source(model: str | os.PathLike | bytes, suffix: str) -> tuple[Path, bytes | None]:
@@ -96,12 +158,12 @@ class OnnxBackend:
         threads: intra-op threads (None = onnxruntime's default, all cores).
         input_name, output_name: tensor names (from the card); the only input/output is used
             when the file has just one.
-        providers: onnxruntime execution providers (default CPU).
+        providers: onnxruntime execution providers (default CPU; see :func:`onnx_providers`).
     """
 
     def __init__(self, path: str | os.PathLike | bytes, threads: int | None = None,
                  input_name: str = "image", output_name: str = "heatmaps",
-                 providers: list[str] | None = None) -> None:
+                 providers: list | None = None) -> None:
         import onnxruntime as ort
 
         self.path, content = _model_source(path, ".onnx")
@@ -120,6 +182,13 @@ class OnnxBackend:
                 providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own exception types
             raise ModelError(f"cannot load ONNX model {self.path}: {exc}") from None
+        wanted = providers[0] if providers else "CPUExecutionProvider"
+        wanted = wanted[0] if isinstance(wanted, tuple) else wanted
+        if self.session.get_providers()[0] != wanted:  # e.g. CUDA installed, no driver
+            logger.warning("%s: %s could not start (see onnxruntime's log with --verbose); "
+                           "running on %s", self.path.name, wanted, self.session.get_providers()[0])
+        #: the device the session runs on (``"cpu"``, ``"cuda"``, ...)
+        self.device = session_device(self.session)
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
         names_in = [i.name for i in inputs]
@@ -213,6 +282,7 @@ class TFLiteBackend:
         self._out_q = self._out.get("quantization", (0.0, 0))
         self._batch = int(shape[0])
         self._batched = True
+        self.device = "cpu"
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
         if self.input_dtype.kind == "f":
@@ -286,13 +356,23 @@ BACKENDS = {"onnxruntime": OnnxBackend, "onnx": OnnxBackend, "tflite": TFLiteBac
 
 def make_backend(path: str | os.PathLike | bytes, backend: str | None = None,
                  threads: int | None = None, input_name: str = "image",
-                 output_name: str = "heatmaps") -> Backend:
+                 output_name: str = "heatmaps", device: str | None = None) -> Backend:
     """Backend for a model file (or in-memory model bytes, then with ``backend`` given);
-    ``backend=None`` picks it from the file extension."""
+    ``backend=None`` picks it from the file extension. ``device`` (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"``, ...) picks the ONNX Runtime provider; LiteRT runs on the CPU (a warning
+    says so for another device)."""
     if backend is None and isinstance(path, bytes | bytearray):
         raise ValueError("an in-memory model needs backend='onnxruntime' or 'tflite'")
     if backend is None:
         backend = "tflite" if str(path).lower().endswith(".tflite") else "onnxruntime"
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {sorted(set(BACKENDS))}")
+    name, _ = parse_device(device)
+    if BACKENDS[backend] is OnnxBackend:
+        return OnnxBackend(path, threads=threads, input_name=input_name, output_name=output_name,
+                           providers=onnx_providers(device, "the pose model"))
+    if name != "cpu":
+        logger.warning("device %r: the %s backend runs on the CPU; for %s use an ONNX "
+                       "model with onnxruntime (--precision fp32 / backend='onnxruntime')",
+                       device, backend, name)
     return BACKENDS[backend](path, threads=threads, input_name=input_name, output_name=output_name)

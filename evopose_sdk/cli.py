@@ -30,8 +30,9 @@ from pathlib import Path
 
 import cv2
 
+from evopose_sdk import __version__
 from evopose_sdk.cli_shell import ArgumentParser, add_verbosity_options, run_main, setup_logging
-from evopose_sdk.errors import EvoPoseError, RunInterrupted
+from evopose_sdk.errors import DetectorError, EvoPoseError, ModelError, RunInterrupted
 from evopose_sdk.registry import DEFAULT_MODEL, PRECISIONS
 
 logger = logging.getLogger("evopose_sdk.cli")
@@ -50,15 +51,24 @@ outputs:
   video / webcam source   <name>_pose.mp4 (annotated) + <name>_pose.jsonl
   image file              <stem>_pose<suffix>       + <stem>_pose.jsonl
   image folder            <folder>_pose/ (annotated) + <folder>_pose.jsonl
-  JSON line: {"frame", "time_s", ["file"], "image_hw", "keypoint_names",
+  JSON line: {"frame", "time_s" (video/webcam) or "file" (images), "image_hw",
+              "keypoint_names",
               "people": [{"box_xyxy", "box_score", "score", "track_id",
                           "keypoints": K x [x, y, score] (image px, raw scores)}],
               "speed_ms": {stage: ms}}
 
+defaults by source (dev_val AP with detector boxes; speed on 2 CPU cores, README):
+  image / image folder  photos: each image alone (no tracking, smoothing or keypoint-
+                        following), detector on every image, flip test on (AP 0.207 vs
+                        0.191 without; bus.jpg: see the README for ms per photo)
+  video / webcam        detector every 3rd frame, crops follow keypoints in between, no
+                        flip test, tracking + One-Euro smoothing (25.6 frames/s on vtest.avi)
+
 models: a shipped file by name (evopose2d-s_int8) or a model name + --precision
   (evopose2d-s --precision int8); without --precision, PoseEstimator's default for the
-  model; with --backend tflite and no --precision, the most precise TFLite file (fp16:
-  no fp32 TFLite is shipped), named in a warning.
+  model; with --backend tflite and no --precision, the int8 file where its card is within
+  1 AP of fp32 (the fastest: 35.6 vs 19.5 frames/s for fp16), else the most precise TFLite
+  file. `evopose-infer --list-models` lists them.
 
 examples:
   evopose-infer walk.mp4
@@ -66,6 +76,7 @@ examples:
   evopose-infer walk.mp4 --fast                   # the fast mode (S-128 int8, detect every 5)
   evopose-infer 0 --max-frames 300                # webcam 0
   evopose-infer photos/ --model my_model.onnx --detector yolo11n.onnx
+  evopose-infer --list-models
 """
 
 
@@ -102,6 +113,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _detector_arg(text: str) -> str:
+    """``--detector``: a name or file :func:`~evopose_sdk.detectors.make_detector` knows."""
+    from evopose_sdk.detectors import DETECTOR_CHOICES, is_detector_spec
+
+    if not is_detector_spec(text):
+        raise argparse.ArgumentTypeError(f"unknown detector {text!r}; use {DETECTOR_CHOICES}")
+    return text
+
+
+def _device_arg(text: str) -> str:
+    """``--device``: a device name :func:`~evopose_sdk.backends.parse_device` knows."""
+    from evopose_sdk.backends import parse_device
+
+    try:
+        parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> ArgumentParser:
     """The ``evopose-infer`` argument parser (every option documented in ``--help``)."""
     p = ArgumentParser(
@@ -109,8 +140,13 @@ def build_parser() -> ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="EvoPose2D 2D human pose on a video file, webcam, image folder or image: "
                     "writes an annotated video/images and a JSON-lines file of keypoints.")
-    p.add_argument("source", metavar="SOURCE",
+    p.add_argument("source", metavar="SOURCE", nargs="?",
                    help="video file, image folder, image file, or webcam index (e.g. 0)")
+    p.add_argument("--version", action="version", version=f"{PROG} (evopose-sdk) {__version__}",
+                   help="print the version and exit")
+    p.add_argument("--list-models", action="store_true",
+                   help="list the shipped models (name, precision, file, dev_val AP, ms per "
+                        "person, licence, from their cards) and exit")
     g = p.add_argument_group("model")
     g.add_argument("--fast", action="store_true",
                    help="the fast mode: same as --model evopose2d-s-128 --precision int8 "
@@ -124,15 +160,22 @@ def build_parser() -> ArgumentParser:
                         "(default: PoseEstimator's for the model; see 'models' below)")
     g.add_argument("--backend", choices=("onnxruntime", "tflite"), default=None,
                    help="inference runtime (default: from the model file found)")
+    g.add_argument("--device", type=_device_arg, default=None,
+                   help="where ONNX Runtime runs: cpu (default), cuda, cuda:1, tensorrt, rocm, "
+                        "directml, coreml, openvino; a provider the installed onnxruntime lacks "
+                        "(onnxruntime-gpu brings CUDA) falls back to the CPU with a warning. "
+                        "TFLite files run on the CPU, so a GPU device picks the fp32 ONNX file")
     g.add_argument("--threads", type=_int_at_least(1), default=None,
                    help="intra-op threads for the pose network (default: runtime's choice)")
     flip = g.add_mutually_exclusive_group()
     flip.add_argument("--flip", dest="flip", action="store_const", const=True, default=None,
                       help="flip test: also run each crop mirrored and average (about 2x the "
-                           "pose network's time for a little accuracy; default: off)")
+                           "pose network's time for +0.013 dev_val AP). Default by source: on "
+                           "for an image or image folder (accurate), off for a video or "
+                           "webcam (fast); see 'defaults by source' below")
     flip.add_argument("--no-flip", dest="flip", action="store_const", const=False,
-                      help="no flip test (the default)")
-    g.add_argument("--detector", default="default",
+                      help="no flip test, whatever the source")
+    g.add_argument("--detector", default="default", type=_detector_arg,
                    help="person detector: 'default'/'ssd' (SSD-MobileNetV2, offline), "
                         "'none' (whole image is one person), a YOLO .onnx or .pt path "
                         "(default: %(default)s)")
@@ -141,14 +184,15 @@ def build_parser() -> ArgumentParser:
                    help="run the detector every K frames; in between, crops follow the previous "
                         "frame's keypoints (default: 3 for a video or webcam, 1 for images)")
     v.add_argument("--no-smooth", action="store_true",
-                   help="disable One-Euro temporal smoothing of keypoints")
+                   help="disable One-Euro temporal smoothing of keypoints (video / webcam; "
+                        "images are never smoothed)")
     v.add_argument("--no-track", action="store_true",
-                   help="disable persistent track ids (also disables smoothing)")
+                   help="disable persistent track ids (also disables smoothing; images are "
+                        "never tracked)")
     v.add_argument("--max-frames", type=_int_at_least(1), default=None, metavar="N",
                    help="stop after N frames")
     v.add_argument("--fps", type=_positive_float, default=None,
-                   help="frame rate for image folders / output video (default: the source's, "
-                        "or 30)")
+                   help="frame rate of the output video (default: the source's, or 30)")
     o = p.add_argument_group("output")
     o.add_argument("--output", "-o", default=None, metavar="DIR",
                    help="output folder, created if missing (default: next to the source; "
@@ -180,7 +224,7 @@ def estimator_options(args: argparse.Namespace) -> dict:
     """PoseEstimator keyword arguments of parsed (preset-applied) ``args``; options left None
     are not passed, so the estimator's defaults apply."""
     options = dict(model=args.model, detector=args.detector, backend=args.backend,
-                   precision=args.precision, threads=args.threads)
+                   precision=args.precision, threads=args.threads, device=args.device)
     if args.flip is not None:
         options["flip_test"] = args.flip
     return options
@@ -291,7 +335,10 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
     try:
         with ExitStack() as stack:
             stack.callback(src.close)
-            estimator = PoseEstimator(**estimator_options(args))
+            try:
+                estimator = PoseEstimator(**estimator_options(args))
+            except (ModelError, DetectorError) as exc:  # --model / --detector: bad arguments
+                build_parser().error(str(exc))
             stack.enter_context(estimator)  # it warns when its card says trained=false
             if args.output is not None:
                 out_dir = Path(args.output)
@@ -318,17 +365,20 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
                                            file=sys.stderr, disable=args.quiet,
                                            dynamic_ncols=True))
             stack.enter_context(logging_redirect_tqdm())  # warnings above the bar, not on it
-            # one image has no track to follow: ids stay -1, as PoseEstimator gives them
-            tracking = not (args.no_track or single_image)
+            # photos (an image, a folder) are never tracked or smoothed: stream()'s default
+            # for them; a video or webcam is, unless asked not to
+            tracking = False if args.no_track else None
             frames_iter = stack.enter_context(contextlib.closing(stream_with_info(
                 estimator, src, detect_every=args.detect_every,
-                smoothing=tracking and not args.no_smooth, tracking=tracking,
-                max_frames=args.max_frames)))
+                smoothing=False if args.no_smooth or args.no_track else None,
+                tracking=tracking, max_frames=args.max_frames)))
 
             def write_outputs(info, frame, result) -> None:  # on the output thread
-                record = {"frame": info.index, "time_s": round(info.time_s, 4)}
-                if info.name:
+                record: dict = {"frame": info.index}
+                if src.kind == "images":  # photos have a file name, no time
                     record["file"] = info.name
+                else:
+                    record["time_s"] = round(info.time_s, 4)
                 record.update(result.to_dict())
                 json_writer.write(record)
                 if not args.no_video:
@@ -371,8 +421,41 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
     return 130 if signals.received else 0
 
 
+def list_models() -> str:
+    """The ``--list-models`` table: one row per shipped model file, from its card."""
+    from evopose_sdk.estimator import default_precision
+    from evopose_sdk.registry import DEFAULT_MODEL, available_models
+
+    default = (DEFAULT_MODEL, default_precision(DEFAULT_MODEL) or "fp32")
+    rows = [("name", "precision", "file", "MB", "AP", "ms/person", "licence")]
+    for m in sorted(available_models(), key=lambda m: (m.card.name, PRECISIONS.index(
+            m.card.precision) if m.card.precision in PRECISIONS else 9)):
+        dev = (m.card.metrics or {}).get("dev_val", {}).get("rows", [])
+        row = next((r for r in dev if r.get("boxes") == "gt" and r.get("flip")), {})
+        note = str((m.card.training_data or {}).get("licence_note", ""))
+        licence = "research use only" if "research-use only" in note else (note or "see card")
+        rows.append((m.card.name + (" (default)" if (m.card.name, m.card.precision) == default
+                                    else ""),
+                     m.card.precision, m.path.name, f"{m.path.stat().st_size / 1e6:.1f}",
+                     f"{row['AP']:.3f}" if "AP" in row else "-",
+                     f"{row['ms_per_person']:.1f}" if "ms_per_person" in row else "-", licence))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines) + ("\n\nAP: dev_val (300 people), ground-truth boxes, flip test; "
+                               "ms/person: that run's pose time on 2 CPU cores. Ask for one by "
+                               "name and precision (--model evopose2d-s --precision int8) or by "
+                               "file name (--model evopose2d-s_int8). Code: Apache-2.0; the "
+                               "weights: trained on research-use-only data (README, Licence).")
+
+
 def _main(argv: list[str]) -> int:
-    args = apply_preset(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = apply_preset(parser.parse_args(argv))
+    if args.list_models:
+        print(list_models())
+        return 0
+    if args.source is None:
+        parser.error("the following arguments are required: SOURCE (or --list-models)")
     setup_logging(PROG, args.quiet, args.verbose, default=logging.WARNING)
     with contextlib.suppress(AttributeError):  # OpenCV's own log: errors only
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)

@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 @runtime_checkable
 class Detector(Protocol):
-    """Finds people in an image."""
+    """Finds people in an image. :class:`~evopose_sdk.PoseEstimator` calls one whose
+    ``thread_safe`` attribute is True from several threads at once, any other one at a time."""
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 BGR -> boxes_xyxy (n, 4) float32 image pixels, scores (n,) float32."""
@@ -145,10 +146,13 @@ class SSDMobileNetDetector:
         return _finish(boxes[keep], scores[keep], (h, w), self.max_detections)
 
 
-def _onnx_session(path: Path, threads: int | None, what: str) -> Any:
-    """A CPU onnxruntime session for a detector file (``threads`` intra-op threads, None =
+def _onnx_session(path: Path, threads: int | None, what: str, device: str | None = None) -> Any:
+    """An onnxruntime session for a detector file on ``device`` (None: the CPU; see
+    :func:`~evopose_sdk.backends.onnx_providers`), ``threads`` intra-op threads (None =
     onnxruntime's default); DetectorError naming ``what`` if it is missing or unloadable."""
     import onnxruntime as ort
+
+    from evopose_sdk.backends import onnx_providers
 
     if not path.is_file():
         raise DetectorError(f"{what} file not found: {path}")
@@ -159,7 +163,7 @@ def _onnx_session(path: Path, threads: int | None, what: str) -> Any:
     opts.log_severity_level = 3
     try:
         return ort.InferenceSession(str(path), sess_options=opts,
-                                    providers=["CPUExecutionProvider"])
+                                    providers=onnx_providers(device, what))
     except Exception as exc:  # onnxruntime's own exception types
         raise DetectorError(f"cannot load {what} {path}: {exc}") from None
 
@@ -185,13 +189,17 @@ class SSDPersonOnnxDetector:
         threads: onnxruntime intra-op threads (None = its default, all cores); 1 by default,
             as in a video it runs on one core beside the pose network (:mod:`~evopose_sdk.video`).
         max_detections: keep at most this many boxes (highest scores).
+        device: ONNX Runtime device (``"cpu"`` default, ``"cuda"``, ...).
     """
+
+    #: calls from several threads at once are safe (no state changes in detect)
+    thread_safe = True
 
     def __init__(self, path: str | os.PathLike | None = None, score_threshold: float = 0.3,
                  nms_iou: float = 0.6, threads: int | None = 1,
-                 max_detections: int | None = 100) -> None:
+                 max_detections: int | None = 100, device: str | None = None) -> None:
         self.path = Path(path) if path is not None else default_detector_path()
-        self.session = _onnx_session(self.path, threads, "the person detector")
+        self.session = _onnx_session(self.path, threads, "the person detector", device)
         inp = self.session.get_inputs()[0]
         names = [o.name for o in self.session.get_outputs()]
         if len(inp.shape) != 4 or inp.shape[3] != 3 or not isinstance(inp.shape[1], int) \
@@ -250,14 +258,17 @@ class YOLOOnnxDetector:
     Args:
         path: ``.onnx`` file. score_threshold: minimum person score. nms_iou: NMS IoU.
         person_class: class index of "person" (0 for COCO-trained YOLO).
-        threads: onnxruntime intra-op threads.
+        threads: onnxruntime intra-op threads. device: ONNX Runtime device (default CPU).
     """
+
+    #: calls from several threads at once are safe (no state changes in detect)
+    thread_safe = True
 
     def __init__(self, path: str | os.PathLike, score_threshold: float = 0.25,
                  nms_iou: float = 0.45, person_class: int = 0, threads: int | None = None,
-                 max_detections: int | None = 100) -> None:
+                 max_detections: int | None = 100, device: str | None = None) -> None:
         self.path = Path(path)
-        self.session = _onnx_session(self.path, threads, "YOLO ONNX")
+        self.session = _onnx_session(self.path, threads, "YOLO ONNX", device)
         inp = self.session.get_inputs()[0]
         if len(inp.shape) != 4 or inp.shape[1] != 3:
             raise DetectorError(f"{self.path.name} is not a YOLO detector: input shape "
@@ -372,6 +383,9 @@ class StaticBoxes:
         boxes_xyxy: (n, 4) boxes in image pixels. scores: (n,) or None (all 1.0).
     """
 
+    #: calls from several threads at once are safe (no state changes in detect)
+    thread_safe = True
+
     def __init__(self, boxes_xyxy: np.ndarray | list, scores: np.ndarray | list | None = None) -> None:
         self.boxes = validate_boxes(boxes_xyxy)
         s = np.ones(len(self.boxes), np.float32) if scores is None else np.asarray(scores, np.float32).reshape(-1)
@@ -391,14 +405,32 @@ class StaticBoxes:
 class WholeImage:
     """One box covering the whole image (score 1): for single-person crops."""
 
+    #: calls from several threads at once are safe (no state changes in detect)
+    thread_safe = True
+
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = _check_image(image_bgr)
         return np.array([[0, 0, w, h]], np.float32), np.ones((1,), np.float32)
 
 
+#: The detector names :func:`make_detector` takes, and what each file suffix means (the one
+#: list the API's and the CLI's messages name).
+DETECTOR_NAMES = ("default", "ssd", "ssd-mobilenet", "ssd_mobilenet_v2", "ssd-cv2", "ssd_cv2",
+                  "none", "whole-image", "whole_image", "full")
+DETECTOR_CHOICES = ("'default' (SSD-MobileNetV2), 'ssd-cv2', 'whole-image' or 'none' (the whole "
+                    "image is one person), a YOLO .onnx file, or an ultralytics .pt file")
+
+
+def is_detector_spec(text: str) -> bool:
+    """Whether ``text`` names a detector :func:`make_detector` knows (a name of
+    :data:`DETECTOR_NAMES`, or a path ending ``.onnx`` / ``.pt``)."""
+    key = text.lower()
+    return key in DETECTOR_NAMES or key.endswith((".onnx", ".pt"))
+
+
 def make_detector(spec: str | os.PathLike | Detector | None = "default",
                   score_threshold: float | None = None, nms_iou: float | None = None,
-                  threads: int | None = None) -> Detector:
+                  threads: int | None = None, device: str | None = None) -> Detector:
     """Turn a detector spec into a :class:`Detector`.
 
     Args:
@@ -410,6 +442,7 @@ def make_detector(spec: str | os.PathLike | Detector | None = "default",
             with a ``detect`` method (returned as is).
         score_threshold, nms_iou: override the detector's defaults (None keeps them).
         threads: onnxruntime threads for an ONNX detector (SSD or YOLO).
+        device: ONNX Runtime device of an ONNX detector (None: the CPU).
 
     Raises:
         DetectorError: unknown spec or a detector that cannot be built.
@@ -427,15 +460,15 @@ def make_detector(spec: str | os.PathLike | Detector | None = "default",
     text = "none" if spec is None else os.fspath(spec)
     key = text.lower()
     if key in ("default", "ssd", "ssd-mobilenet", "ssd_mobilenet_v2"):
-        return SSDPersonOnnxDetector(**({"threads": threads} if threads else {}), **kw)
+        return SSDPersonOnnxDetector(**({"threads": threads} if threads else {}),
+                                     device=device, **kw)
     if key in ("ssd-cv2", "ssd_cv2"):
         return SSDMobileNetDetector(**kw)
     if key in ("none", "whole-image", "whole_image", "full"):
         return WholeImage()
     if key.endswith(".onnx"):
-        return YOLOOnnxDetector(text, threads=threads, **kw)
+        return YOLOOnnxDetector(text, threads=threads, device=device, **kw)
     if key.endswith(".pt"):
         return UltralyticsDetector(text, **kw)
-    raise DetectorError(f"unknown detector {text!r}; use 'default' (SSD-MobileNetV2), 'ssd-cv2', "
-                        "'whole-image', a YOLO .onnx path, a .pt path (needs ultralytics), "
-                        "or an object with detect(image_bgr)")
+    raise DetectorError(f"unknown detector {text!r}; use {DETECTOR_CHOICES}, or an object with "
+                        "a detect(image_bgr) method")

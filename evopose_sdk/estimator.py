@@ -16,11 +16,14 @@ Pipeline of :meth:`PoseEstimator.estimate`:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import logging
 import os
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from evopose_sdk import video
-from evopose_sdk.backends import make_backend
+from evopose_sdk.backends import make_backend, parse_device
 from evopose_sdk.card import ModelCard
 from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.decode import DECODE_METHODS
 from evopose_sdk.detectors import Detector, make_detector, validate_boxes
-from evopose_sdk.errors import ModelError
+from evopose_sdk.errors import InputError, ModelError
 from evopose_sdk.io import DEFAULT_MAX_IMAGE_PIXELS, load_image
 from evopose_sdk.nms import oks_nms
 from evopose_sdk.registry import DEFAULT_MODEL, available_models, resolve_model
@@ -41,6 +44,9 @@ from evopose_sdk.result import PoseResult
 from evopose_sdk.topdown import DEFAULT_KEYPOINT_SCORE_FLOOR, TopDownPipeline
 
 logger = logging.getLogger(__name__)
+
+#: One image as :meth:`PoseEstimator.estimate` takes it: an array or a path.
+ImageInput = np.ndarray | str | os.PathLike
 
 
 def _check_option_names(given: dict[str, Any], known: set[str], what: str) -> None:
@@ -64,9 +70,11 @@ class PoseEstimatorOptions:
             path to ``.onnx`` / ``.tflite``.
         detector: ``"default"`` (SSD-MobileNetV2), ``"whole-image"``, a YOLO ``.onnx`` path,
             a ``.pt`` path (ultralytics), or a :class:`~evopose_sdk.detectors.Detector`.
-        flip_test: average the heatmaps of the crop and of its mirror image. Off by default:
-            it doubles the pose network's time for about +0.01 dev_val AP (README speed table);
-            the accurate mode turns it on.
+        flip_test: average the heatmaps of the crop and of its mirror image. None (default):
+            by source (:meth:`PoseEstimator.flip_for`): on for photos (:meth:`~PoseEstimator.estimate`
+            on an image or a list, an image folder in :meth:`~PoseEstimator.stream`), where it
+            buys about +0.013 dev_val AP for ~2x the pose network's time; off for video and
+            webcam frames. True / False: always / never.
         backend: ``"onnxruntime"`` or ``"tflite"``; None (default) picks it from the file
             found: ONNX for a shipped model name, unless ``precision`` exists only as TFLite.
         threads: pose-network threads (None = the runtime's default: one for TFLite, all
@@ -83,6 +91,12 @@ class PoseEstimatorOptions:
         precision: pick a shipped model's precision by name (``"fp32"``, ``"fp16"``, ``"int8"``);
             None (default) with no ``backend``: :func:`default_precision` (int8 when its card
             shows it within 1 AP of fp32, as for ``evopose2d-s``), else the most precise.
+        device: where ONNX Runtime runs the pose model and an ONNX detector: ``"cpu"``
+            (None, the default), ``"cuda"`` / ``"cuda:1"``, ``"tensorrt"``, ``"rocm"``,
+            ``"directml"``, ``"coreml"``, ``"openvino"``. A provider the installed onnxruntime
+            lacks (``onnxruntime-gpu`` brings CUDA) gives the CPU and a warning; the TFLite
+            backend always runs on the CPU, so a shipped name with a GPU device picks the
+            fp32 ONNX file. The device in use: :attr:`PoseEstimator.device`.
         verify_sha256: check the card's sha256 against the model file on load.
         max_image_pixels: refuse larger images (InputError).
         max_batch: crops per model call (None = all crops of an image in one call). 8 by
@@ -93,7 +107,7 @@ class PoseEstimatorOptions:
 
     model: str | os.PathLike = DEFAULT_MODEL
     detector: Any = "default"
-    flip_test: bool = False
+    flip_test: bool | None = None
     backend: str | None = None
     threads: int | None = None
     detector_threads: int | None = None
@@ -105,12 +119,15 @@ class PoseEstimatorOptions:
     detector_nms_iou: float | None = None
     keypoint_score_floor: float = DEFAULT_KEYPOINT_SCORE_FLOOR
     precision: str | None = None
+    device: str | None = None
     verify_sha256: bool = True
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_batch: int | None = 8
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.flip_test is not None and not isinstance(self.flip_test, bool | np.bool_):
+            raise ValueError(f"flip_test must be True, False or None; received {self.flip_test!r}")
         if self.decode not in DECODE_METHODS:
             raise ValueError(f"decode must be one of {DECODE_METHODS}; received {self.decode!r}")
         if self.backend not in (None, "onnxruntime", "onnx", "tflite"):
@@ -123,6 +140,7 @@ class PoseEstimatorOptions:
             raise ValueError(f"oks_nms must be in (0, 1] or None; received {self.oks_nms}")
         if self.max_batch is not None and int(self.max_batch) < 1:
             raise ValueError(f"max_batch must be >= 1 or None; received {self.max_batch}")
+        parse_device(self.device)  # ValueError naming the known devices
         for name in ("threads", "detector_threads"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
@@ -140,10 +158,14 @@ def _card_ap(card: ModelCard) -> float | None:
     return float(ap[0]) if ap else None
 
 
-def default_precision(model: str | os.PathLike) -> str | None:
+def default_precision(model: str | os.PathLike, backend: str | None = None) -> str | None:
     """The precision a shipped model name runs at when none is asked for: ``"int8"`` when its
     int8 card measures at most :data:`INT8_MAX_AP_DROP` AP below fp32 and LiteRT is installed
-    (the int8 file is TFLite), else None (the registry's pick: the most precise file)."""
+    (the int8 file is TFLite), else None (the registry's pick: the most precise file).
+    ``backend="tflite"`` asks the same of the TFLite files (int8 is also the fastest of
+    them: 35.6 vs 19.5 frames/s for fp16); ``"onnxruntime"``: None (fp32 is the ONNX file)."""
+    if backend in ("onnxruntime", "onnx"):
+        return None
     name = os.fspath(model).lower()
     cards = {m.card.precision: m.card for m in available_models() if m.card.name.lower() == name}
     if "int8" not in cards or "fp32" not in cards:
@@ -151,7 +173,7 @@ def default_precision(model: str | os.PathLike) -> str | None:
     ap8, ap32 = _card_ap(cards["int8"]), _card_ap(cards["fp32"])
     if ap8 is None or ap32 is None or ap32 - ap8 > INT8_MAX_AP_DROP:
         return None
-    if importlib.util.find_spec("ai_edge_litert") is None:
+    if importlib.util.find_spec("ai_edge_litert") is None and backend is None:
         logger.info("%s int8 (%.3f AP vs %.3f fp32) needs ai-edge-litert (pip install "
                     "'evopose-sdk[tflite]'); running fp32", model, ap8, ap32)
         return None
@@ -190,8 +212,10 @@ class PoseEstimator:
         self.options = options
         backend = options.backend
         precision = options.precision
-        if precision is None and backend is None:
-            precision = default_precision(options.model)
+        if parse_device(options.device)[0] != "cpu" and backend is None and precision is None:
+            backend = "onnxruntime"  # a GPU runs ONNX; LiteRT's int8 file is CPU only
+        if precision is None:
+            precision = default_precision(options.model, backend)
         resolved = resolve_model(options.model, backend=backend, precision=precision,
                                  verify=options.verify_sha256)
         self.model_path: Path = resolved.path
@@ -203,7 +227,9 @@ class PoseEstimator:
             raise ModelError(f"backend {backend!r} cannot run the {self.card.file_format} file "
                              f"{self.model_path}")
         self.backend = make_backend(self.model_path, backend, options.threads,
-                                    self.card.input_name, self.card.output_name)
+                                    self.card.input_name, self.card.output_name, options.device)
+        #: where the pose model runs (``"cpu"``, ``"cuda"``, ...): after any fallback
+        self.device: str = getattr(self.backend, "device", "cpu")
         if tuple(self.backend.input_hw) != tuple(self.card.input_size):
             raise ModelError(f"card/file mismatch for {self.model_path}: card input_size "
                              f"{self.card.input_size}, model input {self.backend.input_hw}")
@@ -215,13 +241,29 @@ class PoseEstimator:
         if isinstance(options.detector, (str, os.PathLike)) or options.detector is None:
             self.detector: Detector = make_detector(
                 options.detector, options.detector_score_threshold, options.detector_nms_iou,
-                threads=options.detector_threads)
+                threads=options.detector_threads, device=options.device)
         else:
             self.detector = make_detector(options.detector)
-        self.pipeline = TopDownPipeline(
+        # a detector that says it is thread-safe (the ONNX ones: an onnxruntime session runs
+        # calls from many threads) runs unlocked; any other (cv2.dnn, a caller's) one at a time
+        self._detector_lock = contextlib.nullcontext() if getattr(
+            self.detector, "thread_safe", False) else threading.Lock()
+        # one pipeline per flip setting (frozen, shared by every thread); self.pipeline is
+        # the one a photo gets
+        self._pipelines = {flip: TopDownPipeline(
             HeatmapCodec.from_card(self.card, decode_method=options.decode),
-            self.card.flip_pairs, flip_test=options.flip_test, padding=options.box_padding,
+            self.card.flip_pairs, flip_test=flip, padding=options.box_padding,
             keypoint_score_floor=options.keypoint_score_floor, max_batch=options.max_batch)
+            for flip in (False, True)}
+        self.pipeline = self._pipelines[self.flip_for("images")]
+
+    def flip_for(self, kind: str) -> bool:
+        """Whether frames of a source ``kind`` get the flip test: the ``flip_test`` option
+        when set, else True for ``"images"`` (photos) and False for ``"video"`` /
+        ``"webcam"`` (the accurate and the fast defaults of the README's speed table)."""
+        if self.options.flip_test is not None:
+            return bool(self.options.flip_test)
+        return kind == "images"
 
     # -- context manager ---------------------------------------------------------------
     def __enter__(self) -> PoseEstimator:
@@ -239,25 +281,45 @@ class PoseEstimator:
         o = self.options
         return (f"PoseEstimator(model={self.card.name!r}, file={self.model_path.name!r}, "
                 f"detector={type(self.detector).__name__}, flip_test={o.flip_test}, "
+                f"device={self.device!r}, "
                 f"decode={o.decode!r})")
 
     # -- public calls ------------------------------------------------------------------
-    def estimate(self, image: np.ndarray | str | os.PathLike, boxes: np.ndarray | list | None = None,
-                 color: str = "bgr") -> PoseResult:
-        """Find people and their keypoints.
+    def estimate(self, image: ImageInput | Sequence[ImageInput],
+                 boxes: np.ndarray | list | None = None, color: str = "bgr", *,
+                 flip_test: bool | None = None) -> PoseResult | list[PoseResult]:
+        """Find people and their keypoints in a photo, or in each photo of a list.
+
+        Every photo is estimated alone: nothing (no track, no smoothing) carries over
+        between the images of a list, so ``est([a, b])[1]`` equals ``est(b)`` bit for bit.
+        Safe to call from several threads at once (see the README's thread-safety note).
 
         Args:
             image: (H, W, 3) uint8 BGR array (as cv2 reads it; ``color="rgb"`` for RGB),
-                grayscale / 4-channel / uint16 arrays (converted), or an image path.
-            boxes: optional (n, 4) person boxes xyxy in image pixels; skips the detector.
+                grayscale / 4-channel / uint16 arrays (converted), an image path, or a list /
+                tuple of these (a batch).
+            boxes: optional (n, 4) person boxes xyxy in image pixels; skips the detector
+                (for a batch: one such array per image, or None).
             color: channel order of array input, ``"bgr"`` or ``"rgb"``.
+            flip_test: override the estimator's choice (:meth:`flip_for` ``"images"``:
+                on unless the ``flip_test`` option says otherwise).
 
         Returns:
-            A :class:`PoseResult` (empty when nobody is found).
+            A :class:`PoseResult` (empty when nobody is found) that keeps the image for
+            :meth:`PoseResult.plot`; a list of them for a list of images.
 
         Raises:
-            InputError: unreadable image, bad shape/dtype, bad boxes.
+            InputError: unreadable image, None (a failed ``cv2.imread``), bad shape/dtype,
+                bad boxes.
         """
+        if isinstance(image, list | tuple):
+            if boxes is not None and (not isinstance(boxes, list | tuple)
+                                      or len(boxes) != len(image)):
+                raise InputError(f"for a batch of {len(image)} images, boxes must be a list of "
+                                 f"{len(image)} (n, 4) arrays (or None)")
+            per_image = boxes if boxes is not None else [None] * len(image)
+            return [self.estimate(img, b, color, flip_test=flip_test)
+                    for img, b in zip(image, per_image, strict=True)]
         img = load_image(image, color=color, max_pixels=self.options.max_image_pixels)
         t0 = time.perf_counter()
         if boxes is None:
@@ -266,35 +328,41 @@ class PoseEstimator:
             det_boxes = validate_boxes(boxes, img.shape[:2])
             det_scores = np.ones((len(det_boxes),), np.float32)
         speed = {"detect": (time.perf_counter() - t0) * 1000.0}
-        return self._pose(img, det_boxes, det_scores, speed)
+        result = self._pose(img, det_boxes, det_scores, speed, flip=flip_test)
+        result.image = img
+        return result
 
     __call__ = estimate
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The detector step of :meth:`estimate`: (H, W, 3) uint8 BGR -> person
         boxes_xyxy (n, 4) float32 image pixels, scores (n,) float32."""
-        det_boxes, det_scores = self.detector.detect(image_bgr)
+        with self._detector_lock:
+            det_boxes, det_scores = self.detector.detect(image_bgr)
         return (np.asarray(det_boxes, np.float32).reshape(-1, 4),
                 np.asarray(det_scores, np.float32).reshape(-1))
 
     def estimate_detections(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray,
-                            box_scores: np.ndarray, detect_ms: float = 0.0) -> PoseResult:
+                            box_scores: np.ndarray, detect_ms: float = 0.0, *,
+                            flip_test: bool | None = None) -> PoseResult:
         """The rest of :meth:`estimate` for boxes :meth:`detect` returned (maybe on another
         thread): top ``max_people`` by score, pose, OKS-NMS. ``estimate(img)`` equals
-        ``estimate_detections(img, *detect(img))`` but for ``speed_ms``."""
+        ``estimate_detections(img, *detect(img))`` but for ``speed_ms`` and the kept image."""
         img = load_image(image_bgr, max_pixels=self.options.max_image_pixels)
-        return self._pose(img, boxes_xyxy, box_scores, {"detect": float(detect_ms)})
+        return self._pose(img, boxes_xyxy, box_scores, {"detect": float(detect_ms)},
+                          flip=flip_test)
 
-    def estimate_boxes(self, image: np.ndarray | str | os.PathLike, boxes_xyxy: np.ndarray | list,
+    def estimate_boxes(self, image: ImageInput, boxes_xyxy: np.ndarray | list,
                        box_scores: np.ndarray | list | None = None, color: str = "bgr",
-                       nms: bool = False) -> PoseResult:
+                       nms: bool = False, *, flip_test: bool | None = None) -> PoseResult:
         """Pose only, for the given boxes (no detector), one person per box in box order.
 
         Args:
-            image: as in :meth:`estimate`.
+            image: as in :meth:`estimate` (one image).
             boxes_xyxy: (n, 4) boxes in image pixels.
             box_scores: (n,) scores carried into the result (default 1.0).
             nms: apply OKS-NMS (off by default so result i belongs to box i).
+            flip_test: as in :meth:`estimate`.
         """
         img = load_image(image, color=color, max_pixels=self.options.max_image_pixels)
         b = validate_boxes(boxes_xyxy, img.shape[:2])
@@ -302,7 +370,7 @@ class PoseEstimator:
             np.asarray(box_scores, np.float32).reshape(-1)
         if s.shape != (len(b),):
             raise ValueError(f"box_scores must have shape ({len(b)},); received {s.shape}")
-        return self._pose(img, b, s, {"detect": 0.0}, keep_order=not nms)
+        return self._pose(img, b, s, {"detect": 0.0}, keep_order=not nms, flip=flip_test)
 
     def stream(self, source: Any, **kwargs: Any):
         """Frames and results from a video, folder or webcam: see :func:`evopose_sdk.video.stream`.
@@ -336,7 +404,8 @@ class PoseEstimator:
         return hm
 
     def _pose(self, img: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray,
-              speed: dict[str, float], keep_order: bool = False) -> PoseResult:
+              speed: dict[str, float], keep_order: bool = False,
+              flip: bool | None = None) -> PoseResult:
         h, w = img.shape[:2]
         opts = self.options
         t0 = time.perf_counter()
@@ -353,11 +422,12 @@ class PoseEstimator:
         if n == 0:
             speed.update(preprocess=(time.perf_counter() - t0) * 1000.0, pose=0.0, postprocess=0.0)
             return self._empty((h, w), speed)
-        crops = self.pipeline.preprocess(img, boxes)
+        pipeline = self.pipeline if flip is None else self._pipelines[bool(flip)]
+        crops = pipeline.preprocess(img, boxes)
         t1 = time.perf_counter()
-        heatmaps = self.pipeline.heatmaps(self._run_model, crops.images)
+        heatmaps = pipeline.heatmaps(self._run_model, crops.images)
         t2 = time.perf_counter()
-        poses = self.pipeline.postprocess(heatmaps, crops.matrices, box_scores)
+        poses = pipeline.postprocess(heatmaps, crops.matrices, box_scores)
         img_xy, inst = poses.keypoints_xy, poses.instance_scores
         keypoints = poses.keypoints
         if keep_order:

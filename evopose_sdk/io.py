@@ -87,6 +87,10 @@ def to_bgr_uint8(
     """
     if color not in ("bgr", "rgb"):
         raise InputError(f"color must be 'bgr' or 'rgb'; received {color!r}")
+    if image is None:
+        raise InputError(f"{what} is None: cv2.imread returns None for a file it cannot read "
+                         "(a missing path, or not an image); check the path, or pass the path "
+                         "itself to get the reason")
     if not isinstance(image, np.ndarray):
         raise InputError(f"{what} must be a numpy array or a path; received {type(image).__name__}")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):

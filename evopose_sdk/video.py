@@ -7,8 +7,12 @@
 
 A source is a video file, a folder of images (sorted by name), one image file, or a
 webcam index (``0`` or ``"0"``). Each frame is estimated as one batch of crops by the
-estimator; person ids come from :class:`~evopose_sdk.tracking.ByteTracker`; keypoints are
-smoothed per track with the One-Euro filter (:class:`~evopose_sdk.smoothing.KeypointSmoother`).
+estimator; in a video or webcam stream person ids come from
+:class:`~evopose_sdk.tracking.ByteTracker` and keypoints are smoothed per track with the
+One-Euro filter (:class:`~evopose_sdk.smoothing.KeypointSmoother`). The images of a folder
+are photos, each estimated alone: no tracking, no smoothing, the detector on every image, and
+the flip test (unless the estimator's ``flip_test`` says otherwise), so each image's result
+equals ``estimator(image)``.
 
 With ``detect_every=k`` the person detector runs on frames 0, k, 2k, ...; on the frames
 between, each person's crop comes from the previous frame's keypoints (their extent,
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from evopose_sdk.backends import native_stderr_to_log
 from evopose_sdk.errors import EvoPoseError, VideoError
 from evopose_sdk.io import read_image
 from evopose_sdk.smoothing import KeypointSmoother
@@ -164,8 +169,9 @@ def open_source(source: str | int | os.PathLike | FrameSource, fps: float | None
         return source
     if _is_webcam(source):
         idx = int(source)
-        cap = cv2.VideoCapture(idx)
-        ok, first = (cap.read() if cap.isOpened() else (False, None))
+        with native_stderr_to_log(f"webcam {idx}", logging.DEBUG):  # "can't open camera..."
+            cap = cv2.VideoCapture(idx)
+            ok, first = (cap.read() if cap.isOpened() else (False, None))
         if not ok or first is None:
             cap.release()
             raise VideoError(f"cannot open webcam {idx}")
@@ -185,8 +191,10 @@ def open_source(source: str | int | os.PathLike | FrameSource, fps: float | None
         return _image_source(path, path.stem, [path], fps)
     if path.stat().st_size == 0:
         raise VideoError(f"video file is empty (0 bytes): {path}")
-    cap = cv2.VideoCapture(str(path))
-    ok, first = (cap.read() if cap.isOpened() else (False, None))
+    # FFmpeg's own lines ("moov atom not found") become debug records: the error says it
+    with native_stderr_to_log(path.name, logging.DEBUG):
+        cap = cv2.VideoCapture(str(path))
+        ok, first = (cap.read() if cap.isOpened() else (False, None))
     if not ok or first is None or first.ndim != 3:
         cap.release()
         raise VideoError(f"cannot read video {path}: not a video OpenCV can decode, or corrupt")
@@ -202,14 +210,20 @@ def _valid_fps(rate: float | None) -> float:
 
 def _image_source(path: Path, name: str, images: list[Path], fps: float | None) -> FrameSource:
     first_hw = None
+    reasons: list[str] = []
     for p in images:
         try:
             first_hw = read_image(p).shape[:2]
             break
         except EvoPoseError as exc:  # warned about again (and recorded) while iterating
             logger.debug("skipping %s", exc)
+            reasons.append(str(exc))
     if first_hw is None:
-        raise VideoError(f"none of the {len(images)} image(s) in {path} can be read")
+        if len(images) == 1 and not path.is_dir():
+            raise VideoError(reasons[0])  # the reason itself: "image file is empty (0 bytes)..."
+        shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3
+                                          else "")
+        raise VideoError(f"none of the {len(images)} image(s) in {path} can be read: {shown}")
     return FrameSource("images", name, path, _valid_fps(fps), len(images), first_hw,
                        images=images)
 
@@ -258,8 +272,8 @@ def stream_with_info(
     source: str | int | os.PathLike | FrameSource,
     *,
     detect_every: int | None = None,
-    smoothing: bool | str | KeypointSmoother | None = True,
-    tracking: bool | ByteTracker = True,
+    smoothing: bool | str | KeypointSmoother | None = None,
+    tracking: bool | ByteTracker | None = None,
     max_frames: int | None = None,
     keypoint_box_threshold: float = 0.2,
     fps: float | None = None,
@@ -271,14 +285,25 @@ def stream_with_info(
         raise ValueError(f"detect_every must be an integer >= 1; received {detect_every!r}")
     if max_frames is not None and max_frames < 0:
         raise ValueError(f"max_frames must be >= 0 or None; received {max_frames}")
+    src = open_source(source, fps=fps)
+    photos = src.kind == "images"  # unrelated photos: nothing carries over between them
+    if tracking is None:
+        tracking = not photos
+    if smoothing is None:
+        smoothing = tracking is not False and not photos
     tracker = tracking if isinstance(tracking, ByteTracker) else (ByteTracker() if tracking else None)
     smoother = _make_smoother(smoothing)
     if smoother is not None and tracker is None:
         logger.warning("smoothing needs tracking (it filters each track); smoothing is off")
         smoother = None
-    src = open_source(source, fps=fps)
     if detect_every is None:
-        detect_every = 1 if src.kind == "images" else DEFAULT_DETECT_EVERY
+        detect_every = 1 if photos else DEFAULT_DETECT_EVERY
+    elif photos and tracker is None and detect_every > 1:  # no crops from another photo
+        logger.info("images are estimated alone: the detector runs on every image "
+                    "(detect_every=%d applies to a video or tracked frames)", detect_every)
+        detect_every = 1
+    # the estimator's flip test for this kind of source (photos: on by default)
+    flip = {"flip_test": estimator.flip_for(src.kind)} if hasattr(estimator, "flip_for") else {}
     staged = hasattr(estimator, "detect") and hasattr(estimator, "estimate_detections")
     detector_lock = threading.Lock()  # one detector call at a time (cv2.dnn is not re-entrant)
     frames = _decoded(src, estimator if staged else None, detect_every, max_frames, detector_lock)
@@ -288,21 +313,23 @@ def stream_with_info(
     try:
         for info, frame, detections, decode_ms in frames:
             if detections is not None:
-                result = estimator.estimate_detections(frame, *detections)
+                result = estimator.estimate_detections(frame, *detections, **flip)
             elif not staged and (info.index % detect_every == 0 or previous is None
                                  or len(previous) == 0
                                  or tuple(previous.image_hw) != frame.shape[:2]):
-                result = estimator.estimate(frame)
+                result = estimator.estimate(frame, **flip)
+                result.image = None  # the frame is yielded beside it; results keep no frames
             elif (previous is None or len(previous) == 0
                     or tuple(previous.image_hw) != frame.shape[:2]):  # off-schedule detection
                 t0 = time.perf_counter()
                 with detector_lock:
                     boxes, scores = estimator.detect(frame)
                 result = estimator.estimate_detections(frame, boxes, scores,
-                                                       (time.perf_counter() - t0) * 1e3)
+                                                       (time.perf_counter() - t0) * 1e3, **flip)
             else:
                 boxes = keypoint_boxes(previous, keypoint_box_threshold)
-                result = estimator.estimate_boxes(frame, boxes, box_scores=previous.box_scores)
+                result = estimator.estimate_boxes(frame, boxes, box_scores=previous.box_scores,
+                                                  **flip)
             speed = {"decode": decode_ms, **result.speed_ms}
             if tracker is not None:
                 t0 = time.perf_counter()
@@ -420,8 +447,8 @@ def stream(
     source: str | int | os.PathLike | FrameSource,
     *,
     detect_every: int | None = None,
-    smoothing: bool | str | KeypointSmoother | None = True,
-    tracking: bool | ByteTracker = True,
+    smoothing: bool | str | KeypointSmoother | None = None,
+    tracking: bool | ByteTracker | None = None,
     max_frames: int | None = None,
     keypoint_box_threshold: float = 0.2,
     fps: float | None = None,
@@ -438,9 +465,12 @@ def stream(
             the previous frame's keypoints (see :func:`keypoint_boxes`). None (default):
             :data:`DEFAULT_DETECT_EVERY` (3) for a video or webcam, 1 for images.
         smoothing: ``True`` / ``"one-euro"`` for One-Euro smoothing of keypoints per track,
-            ``False`` / ``None`` for raw keypoints, or a configured :class:`KeypointSmoother`.
+            ``False`` for raw keypoints, or a configured :class:`KeypointSmoother`. None
+            (default): by source, on for a video or webcam (with tracking), off for images.
         tracking: ``True`` for persistent ``track_ids`` (ByteTrack-style), ``False`` for -1
-            ids, or a configured :class:`~evopose_sdk.tracking.ByteTracker`.
+            ids, or a configured :class:`~evopose_sdk.tracking.ByteTracker`. None (default):
+            by source, on for a video or webcam, off for images (photos are unrelated; pass
+            True for a folder of video frames).
         max_frames: stop after this many frames.
         keypoint_box_threshold: keypoint score needed to count in a keypoint-derived box.
         fps: frame rate for image folders, or to override the container's.

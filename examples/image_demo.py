@@ -24,14 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=DEFAULT_MODEL, help="model name or .onnx/.tflite path")
     ap.add_argument("--detector", default="default",
                     help="'default' (SSD-MobileNetV2), 'whole-image', or a YOLO .onnx path")
-    ap.add_argument("--flip", action="store_true", help="flip test (2x the pose time, a little more accurate)")
+    ap.add_argument("--no-flip", action="store_true",
+                    help="no flip test (photos get it by default: ~2x the pose time, +0.013 AP)")
     ap.add_argument("--threshold", type=float, default=0.3, help="keypoint score to draw")
     ap.add_argument("--out", type=Path, default=None, help="annotated image (default: *_pose.jpg)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     image = cv2.imread(str(args.image))
-    with PoseEstimator(args.model, detector=args.detector, flip_test=args.flip) as est:
+    with PoseEstimator(args.model, detector=args.detector, flip_test=False if args.no_flip else None) as est:
         people = est(args.image)
     print(people)
     for i, (box, score) in enumerate(zip(people.boxes_xyxy, people.scores, strict=True)):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -104,7 +104,8 @@ def test_flip_options_reach_the_estimator_only_when_given():
     def options(*flags):
         return estimator_options(apply_preset(build_parser().parse_args(["x.mp4", *flags])))
 
-    assert "flip_test" not in options() and PoseEstimatorOptions().flip_test is False
+    # not given: PoseEstimator's by-source default (photos flip, video does not)
+    assert "flip_test" not in options() and PoseEstimatorOptions().flip_test is None
     assert options("--flip")["flip_test"] is True and options("--no-flip")["flip_test"] is False
     with pytest.raises(SystemExit):
         build_parser().parse_args(["x.mp4", "--flip", "--no-flip"])
@@ -254,9 +255,10 @@ def test_bad_input_exits_1_with_one_line_and_no_output(model, tmp_path, make, me
     assert not out.exists() or _files(out) == []
 
 
-def test_missing_model_exits_1(tmp_path):
+def test_missing_model_exits_2(tmp_path):
+    """A bad --model is a bad argument: exit 2, as the README says (was 1)."""
     proc = _run([sample("demo.mp4"), "--model", tmp_path / "nope.onnx", "--output", tmp_path])
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "nope.onnx" in proc.stderr
     assert _files(tmp_path) == []
 
@@ -265,8 +267,76 @@ def test_bad_model_file_leaves_no_output_folder(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     proc = _run([sample("zidane.jpg"), "--model", junk, "--output", tmp_path / "new" / "out"])
-    assert proc.returncode == 1 and "junk.onnx" in proc.stderr
+    assert proc.returncode == 2 and "junk.onnx" in proc.stderr
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "evopose2d-q"], "no model named 'evopose2d-q'"),
+    (["--detector", "yolo"], "unknown detector 'yolo'"),
+    (["--detector", "/nonexistent/yolo11n.onnx"], "yolo11n.onnx"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_every_bad_argument_exits_2_with_no_traceback(args, message, tmp_path):
+    """Was: a bad --detector or --model exited 1, and --detector yolo told a CLI user to
+    pass "an object with detect(image_bgr)"."""
+    proc = _run([sample("zidane.jpg"), *args, "--output", tmp_path / "out"])
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert "object" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_version_and_list_models():
+    from evopose_sdk import __version__
+
+    proc = _run(["--version"])
+    assert proc.returncode == 0 and proc.stdout.strip() == f"evopose-infer (evopose-sdk) {__version__}"
+    proc = _run(["--list-models"])
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()
+    assert rows[0].split() == ["name", "precision", "file", "MB", "AP", "ms/person", "licence"]
+    for name in ("evopose2d-s_int8.tflite", "evopose2d-s.onnx", "evopose2d-s-128_int8.tflite"):
+        row = next(r for r in rows if f" {name} " in r)
+        assert re.search(r" 0\.\d{3} +\d+\.\d +research use only$", row), row
+    assert sum("(default)" in r for r in rows) == 1
+    proc = _run([])
+    assert proc.returncode == 2 and "SOURCE" in proc.stderr
+
+
+def _moov_less_mp4(folder: Path) -> Path:
+    """An mp4 cut before its index (OpenCV writes the moov atom last): FFmpeg says
+    'moov atom not found' on stderr when it is opened."""
+    bus = cv2.imread(str(sample("bus.jpg")))
+    whole = folder / "whole.mp4"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 30, bus.shape[1::-1])
+    for _ in range(5):
+        writer.write(bus)
+    writer.release()
+    cut = folder / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    return cut
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "text.jpg").write_text("not an image") and d / "text.jpg",
+     "cannot decode image"),
+    (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", "empty (0 bytes)"),
+    (lambda d: (d / "f").mkdir() or (d / "f" / "a.jpg").write_bytes(b"") or d / "f",
+     "none of the 1 image(s) in"),
+    (_moov_less_mp4, "cannot read video"),
+    (lambda d: "97", "cannot open webcam 97"),
+])
+def test_bad_sources_say_their_own_reason_in_one_line(make, message, tmp_path):
+    """Was: 'none of the 1 image(s) in bad/text.jpg can be read' for any unreadable image,
+    and FFmpeg's 'moov atom not found' / OpenCV's camera messages on the terminal."""
+    src = make(tmp_path)
+    proc = _run([src, "--model", "evopose2d-s-128_int8", "--output", tmp_path / "out"])
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    if message.startswith("none of"):
+        assert "empty (0 bytes)" in lines[0]  # the folder's files with their reasons
 
 
 def _can_create_file_in(folder: Path) -> bool:
@@ -317,12 +387,11 @@ def test_interrupt_keeps_the_frames_done(model, tmp_path, sig):
         # ignored; restore the default so the CLI sees Ctrl-C as a user's terminal sends it
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
-    deadline = time.monotonic() + 120
     try:
-        while not demo_mid_run(seen):  # a few frames are done
+        while not demo_mid_run(seen):  # a few frames are done (a state, not a clock)
             chunk = proc.stderr.read1(4096)
-            if not chunk or time.monotonic() > deadline:
-                pytest.fail(f"CLI ended or stalled before processing frames: {seen[-500:]!r}")
+            if not chunk:
+                pytest.fail(f"CLI ended before processing frames: {seen[-500:]!r}")
             seen += chunk
         proc.send_signal(sig)
         _, rest = proc.communicate(timeout=60)

@@ -23,7 +23,7 @@ def _section(title: str) -> str:
 
 def test_readme_python_example_runs_as_written(tmp_path):
     """From a folder holding the fetched samples (as the repo root does after the first
-    README command); the example writes bus_pose.jpg there."""
+    README command); the example writes into its named output folder, evopose_out/, only."""
     code = re.search(r"```python\n(.*?)```", _section("Python"), re.S).group(1)
     for name in re.findall(r"\.samples/([\w.]+)", code):
         sample(name)  # skip naming the fetch command when a sample is missing
@@ -34,8 +34,21 @@ def test_readme_python_example_runs_as_written(tmp_path):
     assert "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
     assert re.fullmatch(r"\(\d+, 4\) \(\d+, 17, 3\)", lines[0]), lines[:2]
-    assert len(lines) == 1 + 30  # one line of track ids per streamed frame
-    assert (tmp_path / "bus_pose.jpg").stat().st_size > 0
+    assert lines[1] == "(17, 3)"  # one person: the person axis dropped
+    assert len(lines) == 2 + 30  # one line of track ids per streamed frame
+    # nothing written beside the samples: the picture and the JSON are in evopose_out/
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".samples", "evopose_out"]
+    out = tmp_path / "evopose_out"
+    assert sorted(p.name for p in out.iterdir()) == ["bus_pose.jpg", "bus_pose.json"]
+    assert (out / "bus_pose.jpg").stat().st_size > 0
+    assert json.loads((out / "bus_pose.json").read_text())["people"]
+
+
+def test_readme_documents_the_api_a_user_reaches_for():
+    python = _section("Python")
+    for name in ("available_models()", "plot()", "save(path)", "show()", "to_supervision()",
+                 "to_coco(", "device=", "--list-models", "Defaults by source"):
+        assert name in python, name
 
 
 def test_webcam_example_without_a_camera_says_so_in_one_line():

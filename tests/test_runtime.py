@@ -397,8 +397,10 @@ def test_result_indexing_and_exports() -> None:
     r = _result()
     assert len(r) == 3 and r.track_ids.tolist() == [-1, -1, -1]
     assert len(r[r.scores > 0.5]) == 2 and len(r[1:]) == 2 and len(r[[2, 0]]) == 2
-    one = r[-1]
-    assert len(one) == 1 and one.keypoints.shape == (1, 17, 3)
+    one = r[-1]  # an int drops the person axis (issue 24); a slice keeps it
+    assert one.keypoints.shape == (17, 3) and one.box_xyxy.shape == (4,)
+    assert one.score == r.scores[-1] and one.track_id == -1
+    assert len(r[-1:]) == 1 and r[-1:].keypoints.shape == (1, 17, 3)
     assert r.keypoints_xy.shape == (3, 17, 2)
     coco = r.to_coco(image_id=7)
     assert coco[0]["image_id"] == 7 and coco[0]["category_id"] == 1
@@ -446,10 +448,10 @@ def test_draw_sizes_the_dots_to_each_person() -> None:
         street, portrait = est(frame), est(photo)
     heights = street.boxes_xyxy[:, 3] - street.boxes_xyxy[:, 1]
     assert len(street) >= 3 and heights.max() < 160
-    smallest = street[int(np.argmin(heights))]
+    smallest = street[[int(np.argmin(heights))]]  # a list index keeps the person axis
     image_default = 4  # 3 px per 640 px of the longer side
     assert 2 * dot_area(smallest, frame) < dot_area(smallest, frame, radius=image_default)
-    tallest = portrait[int(np.argmax(portrait.boxes_xyxy[:, 3] - portrait.boxes_xyxy[:, 1]))]
+    tallest = portrait[[int(np.argmax(portrait.boxes_xyxy[:, 3] - portrait.boxes_xyxy[:, 1]))]]
     assert dot_area(tallest, photo) == dot_area(tallest, photo, radius=6)
 
 

@@ -156,7 +156,8 @@ def test_stream_keeps_track_ids_stable_on_real_video(model_path, tmp_path):
 def test_detect_every_k_calls_detector_ceil_n_over_k_times(model_path, demo_frames_dir, k):
     det = CountingDetector()
     with _estimator(model_path, detector=det) as est:
-        results = [r for _, r in est.stream(demo_frames_dir, detect_every=k)]
+        # a folder of video frames: tracked only when asked (images are photos by default)
+        results = [r for _, r in est.stream(demo_frames_dir, detect_every=k, tracking=True)]
     n = len(results)
     assert n == 10
     assert det.calls == math.ceil(n / k)
@@ -171,8 +172,10 @@ def test_detect_every_k_calls_detector_ceil_n_over_k_times(model_path, demo_fram
 
 def test_stream_switches_and_max_frames(model_path, demo_frames_dir):
     with _estimator(model_path) as est:
-        raw = [r for _, r in est.stream(demo_frames_dir, smoothing=None, max_frames=4)]
-        smooth = [r for _, r in est.stream(demo_frames_dir, smoothing="one-euro", max_frames=4)]
+        raw = [r for _, r in est.stream(demo_frames_dir, smoothing=False, tracking=True,
+                                        max_frames=4)]
+        smooth = [r for _, r in est.stream(demo_frames_dir, smoothing="one-euro", tracking=True,
+                                           max_frames=4)]
         untracked = [r for _, r in est.stream(demo_frames_dir, tracking=False, max_frames=3)]
     assert len(raw) == len(smooth) == 4 and len(untracked) == 3
     np.testing.assert_allclose(raw[0].keypoints, smooth[0].keypoints)  # first sample passes
@@ -297,7 +300,7 @@ def test_detect_every_redetects_when_frame_size_changes(model_path, tmp_path):
         shutil.copy(sample(name), tmp_path / name)
     det = CountingDetector()
     with _estimator(model_path, detector=det) as est:
-        results = [r for _, r in est.stream(tmp_path, detect_every=5)]
+        results = [r for _, r in est.stream(tmp_path, detect_every=5, tracking=True)]
     assert det.calls == 2
     assert [r.image_hw for r in results] == [(1080, 810), (720, 1280)]
 
