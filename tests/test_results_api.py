@@ -124,3 +124,19 @@ def test_none_input_names_cv2_imread(est):
         est(cv2.imread("/nonexistent/photo.jpg"))
     with pytest.raises(InputError, match="a batch of 2 images"):
         est([sample("bus.jpg"), sample("zidane.jpg")], boxes=[[0, 0, 10, 10]])
+
+
+def test_backend_tflite_picks_the_int8_file(caplog):
+    """Was: --backend tflite took fp16, the slowest file (19.5 fps against 35.6 for int8),
+    with a warning."""
+    from evopose_sdk.cli import apply_preset, build_parser, estimator_options
+
+    args = apply_preset(build_parser().parse_args(["x.jpg", "--backend", "tflite"]))
+    with caplog.at_level(logging.WARNING, logger="evopose_sdk"):
+        with PoseEstimator(**estimator_options(args)) as est:
+            assert est.model_path.name == "evopose2d-s_int8.tflite"
+        with PoseEstimator("evopose2d-s-128", backend="tflite") as est:
+            assert est.model_path.name == "evopose2d-s-128_int8.tflite"
+    assert "fp16" not in caplog.text
+    with PoseEstimator("evopose2d-s", backend="onnxruntime") as est:  # ONNX: the fp32 file
+        assert est.model_path.name == "evopose2d-s.onnx"
