@@ -30,6 +30,7 @@ from evopose_sdk.export.options import (
     parse_genotype,
     parse_input_size,
 )
+from evopose_sdk.export.portable import CARD_NOTE
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +274,7 @@ def export_model(
                 raise ExportError("the ONNX graph gives different results at batch 1 and "
                                   f"batch {min(len(parity_set), parity.PARITY_BATCH)}")
             recipe["export"]["opset"] = opset
+            recipe["export"]["conv_transpose"] = CARD_NOTE
             io = {"input": "float32 (N, H, W, 3)", "output": "float32 (N, h, w, K)"}
             path = out / f"{stem}.onnx"
         else:

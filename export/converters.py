@@ -16,6 +16,7 @@ import numpy as np
 from evopose_sdk.export._backend import keras, tf
 from evopose_sdk.export.errors import ExportError
 from evopose_sdk.export.options import CALIBRATIONS, DEFAULT_OPSET, check_opset
+from evopose_sdk.export.portable import symmetric_conv_transpose
 from evopose_sdk.training.int8_ranges import mse_range, subsample
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,9 @@ def to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET):
     """Convert to an ``onnx.ModelProto`` with dynamic batch, input ``image``, output ``heatmaps``.
 
     Clean-up after tf2onnx: ``:0`` suffixes dropped from the I/O names, the batch dimension
-    named ``N``, unused initializers removed, the model checked with ``onnx.checker``.
+    named ``N``, unused initializers removed, ConvTranspose pads made symmetric
+    (:func:`~evopose_sdk.export.portable.symmetric_conv_transpose`, so OpenCV DNN loads the
+    file too), the model checked with ``onnx.checker``.
     """
     import onnx
     import tf2onnx
@@ -114,6 +117,7 @@ def to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET):
     used = {name for node in g.node for name in node.input}
     for init in [i for i in g.initializer if i.name not in used]:
         g.initializer.remove(init)
+    symmetric_conv_transpose(proto)
     g.name = model.name
     proto.producer_name = "evopose-sdk export (tf2onnx)"
     onnx.checker.check_model(proto)

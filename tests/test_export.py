@@ -111,6 +111,28 @@ def test_onnx_contract_and_batches(s_export):
     assert np.all(np.isfinite(y8))
 
 
+def test_onnx_runs_in_opencv_dnn(s_export):
+    """tf2onnx's ConvTransposes have asymmetric pads, which cv2.dnn refuses; the export makes
+    them symmetric (+ Slice), so OpenCV DNN runs the file and matches the Keras model."""
+    import cv2
+    import onnx
+
+    from evopose_sdk.export.portable import CARD_NOTE, asymmetric_conv_transposes
+
+    f = s_export["result"]["onnx"]
+    proto = onnx.load(str(f.path))
+    assert sum(n.op_type == "ConvTranspose" for n in proto.graph.node) == 3
+    assert asymmetric_conv_transposes(proto) == []
+    assert f.card.recipe["export"]["conv_transpose"] == CARD_NOTE
+    crops = s_export["crops"].images[:4]
+    ref = _keras(s_export["model"], crops)
+    net = cv2.dnn.readNetFromONNX(str(f.path))
+    net.setInput(crops, "image")
+    got = net.forward("heatmaps")
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1e-4 * float(ref.max() - ref.min())
+
+
 def test_onnx_card_embedded_and_sha(s_export):
     import onnx
 

@@ -68,6 +68,8 @@ def onnx_affines(path: str | Path) -> dict[str, dict]:
             entry["bn"] = mb.group(1) if mb else None
         else:
             nxt = consumers.get(node.output[0], [])
+            if len(nxt) == 1 and nxt[0].op_type == "Slice":  # symmetric pads + Slice (export)
+                nxt = consumers.get(nxt[0].output[0], [])
             if len(nxt) == 1 and nxt[0].op_type == "Mul" and nxt[0].input[1] in inits:
                 entry["scale"] = inits[nxt[0].input[1]].reshape(-1)
                 entry["bn"] = _BN_RE.search(nxt[0].output[0]).group(1)
