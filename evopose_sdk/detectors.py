@@ -213,12 +213,16 @@ class SSDPersonOnnxDetector:
         self.nms_iou = float(nms_iou)
         self.max_detections = max_detections
 
+    def input_blob(self, image_bgr: np.ndarray) -> np.ndarray:
+        """The network's input for a frame: resized to (S, S) (INTER_AREA), RGB,
+        (1, S, S, 3) float32 0-255."""
+        small = cv2.resize(image_bgr, self.input_hw[::-1], interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)[None].astype(np.float32)
+
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 BGR -> boxes_xyxy (n, 4), scores (n,) of people."""
         h, w = _check_image(image_bgr)
-        small = cv2.resize(image_bgr, self.input_hw[::-1], interpolation=cv2.INTER_AREA)
-        blob = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)[None].astype(np.float32)
-        boxes, scores = self.session.run(None, {self.input_name: blob})
+        boxes, scores = self.session.run(None, {self.input_name: self.input_blob(image_bgr)})
         ok = scores[0] >= self.score_threshold
         if not ok.any():
             return _empty()
