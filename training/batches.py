@@ -191,10 +191,11 @@ def _worker_main(conn, batches: KeypointBatches) -> None:
         if task is None:
             return
         epoch, i = task
+        c0 = time.process_time()
         try:
             if batches.epoch != epoch:
                 batches.set_epoch(epoch)
-            reply = ("ok", batches.batch(i))
+            reply = ("ok", (batches.batch(i), time.process_time() - c0))
         except Exception as exc:  # noqa: BLE001 - handed to the trainer, which raises it
             exc.add_note(f"in data worker {os.getpid()}, batch {i} of epoch {epoch}:\n"
                          f"{traceback.format_exc()}")
@@ -213,8 +214,11 @@ class _WorkerProcesses:
 
     Each worker answers its tasks in order, so replies come back in submission order with no
     lock shared between processes (a ``multiprocessing.Pool`` whose worker dies holding its
-    queue's lock, as on a process-group SIGTERM, hangs ``terminate()`` forever).
+    queue's lock, as on a process-group SIGTERM, hangs ``terminate()`` forever). ``cpu_s``
+    adds up the CPU seconds the workers spent on the batches received.
     """
+
+    cpu_s = 0.0
 
     def __init__(self, n: int, batches: KeypointBatches) -> None:
         ctx = mp.get_context("spawn")
@@ -257,7 +261,9 @@ class _WorkerProcesses:
                 "rerun with --workers 0 to see the error in the trainer itself") from None
         if status == "error":
             raise value
-        return value
+        batch, cpu_s = value
+        self.cpu_s += cpu_s
+        return batch
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the pipes (a worker exits on its next read or write), join, then kill."""
@@ -307,8 +313,17 @@ class BatchLoader:
         self.close()
         return False
 
+    @property
+    def data_cpu_s(self) -> float:
+        """CPU seconds the worker processes spent making the batches received so far (0 when
+        batches are made in this process, whose own CPU time then holds them)."""
+        return self._procs.cpu_s if self._procs is not None else self._closed_cpu_s
+
+    _closed_cpu_s = 0.0
+
     def close(self) -> None:
         if self._procs is not None:
+            self._closed_cpu_s = self._procs.cpu_s
             self._procs.close()
             self._procs = None
         if self._threads is not None:

@@ -16,9 +16,10 @@ import io
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,18 +152,51 @@ def evaluate_model(
         from evopose_sdk.training.rundir import load_checkpoint  # noqa: PLC0415
 
         model = load_checkpoint(model, compile=False)
+    state = {}
+
+    def predict(image: np.ndarray, boxes_xyxy: list, kset) -> tuple[np.ndarray, np.ndarray]:
+        if "pipe" not in state:
+            if kset.num_keypoints != model.output_shape[-1]:
+                raise ValueError(f"model predicts {model.output_shape[-1]} keypoints, data "
+                                 f"has {kset.num_keypoints}")
+            state["pipe"] = model_pipeline(model, flip=flip, flip_pairs=kset.flip_pairs,
+                                           decode=decode, batch_size=batch_size)
+            state["run"] = keras_run(model)
+        poses = state["pipe"](state["run"], image, boxes_xyxy, color="rgb")
+        kps = np.concatenate([poses.keypoints_xy, poses.keypoint_scores[..., None]], axis=2)
+        return kps, np.asarray(poses.instance_scores, np.float64)
+
+    return evaluate_people(predict, sources, detections=detections, flip_pairs=flip_pairs,
+                           sigmas=sigmas, results_path=results_path, max_images=max_images,
+                           image_ids=image_ids, split_visible=split_visible)
+
+
+#: ``predict(image (H, W, 3) uint8 RGB, boxes [[x1, y1, x2, y2], ...], keypoint set)`` ->
+#: (keypoints (N, K, 3) x, y pixels and score, instance scores (N,)).
+PredictFn = Callable[[np.ndarray, list, Any], tuple[np.ndarray, np.ndarray]]
+
+
+def evaluate_people(
+    predict: PredictFn,
+    sources: Sequence,
+    *,
+    detections: str | os.PathLike | list | None = None,
+    flip_pairs: Sequence[Sequence[int]] | None = None,
+    sigmas: Sequence[float] | None = None,
+    results_path: str | os.PathLike | None = None,
+    max_images: int | None = None,
+    image_ids: Sequence[int] | None = None,
+    split_visible: int | None = 10,
+) -> EvalResult:
+    """COCO keypoint AP of any top-down ``predict`` function (a Keras model through
+    :func:`evaluate_model`, a peer such as MoveNet) on the sources' people; the arguments
+    are :func:`evaluate_model`'s."""
     gt, paths = merged_ground_truth(sources, max_images, image_ids)
     cat = next((c for c in gt["categories"] if c.get("keypoints")), None)
     if cat is None:
         raise srcmod.DataError("the ground truth has no keypoint category")
     kset = srcmod.keypoint_set_from_category(cat, flip_pairs)
-    k = kset.num_keypoints
-    if k != model.output_shape[-1]:
-        raise ValueError(f"model predicts {model.output_shape[-1]} keypoints, data has {k}")
     boxes = _boxes_by_image(gt, detections)
-    pipe = model_pipeline(model, flip=flip, flip_pairs=kset.flip_pairs, decode=decode,
-                          batch_size=batch_size)
-    run = keras_run(model)
     results = []
     n_people = 0
     for im in gt["images"]:
@@ -171,13 +205,11 @@ def evaluate_model(
             continue
         image = srcmod.read_image_rgb(paths[im["id"]])
         boxes_xyxy = [[x, y, x + bw, y + bh] for (x, y, bw, bh), _, _ in people]
-        poses = pipe(run, image, boxes_xyxy, color="rgb")
+        kps_all, inst = predict(image, boxes_xyxy, kset)
         for p, (box, box_score, gt_id) in enumerate(people):
-            kps = np.concatenate([poses.keypoints_xy[p], poses.keypoint_scores[p, :, None]],
-                                 axis=1)
             results.append({"image_id": im["id"], "category_id": cat["id"],
-                            "keypoints": [round(float(v), 3) for v in kps.reshape(-1)],
-                            "score": float(poses.instance_scores[p]) * box_score,
+                            "keypoints": [round(float(v), 3) for v in kps_all[p].reshape(-1)],
+                            "score": float(inst[p]) * box_score,
                             "bbox": [round(float(v), 2) for v in box],
                             **({"gt_id": gt_id} if gt_id >= 0 else {})})
             n_people += 1

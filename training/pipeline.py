@@ -479,3 +479,7 @@ class Pipeline:
                 "keypoints": view.kp_crop, "matrix": view.matrix, "flipped": view.flip,
                 "hidden": view.hidden}
 
+
+
+# the teacher target source registers itself (it imports this module)
+from evopose_sdk.training import teacher as _teacher  # noqa: E402, F401

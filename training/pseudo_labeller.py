@@ -44,11 +44,21 @@ class MoveNetSinglePose:
         kp = np.asarray(self.it.get_tensor(self.out["index"]), np.float64).reshape(17, 3)
         return np.concatenate([kp[:, [1, 0]] * self.side - 0.5, kp[:, 2:3]], axis=1)
 
+    def _run_flip(self, square_rgb: np.ndarray, flip: bool) -> np.ndarray:
+        """(side, side, 3) RGB -> (17, 3) x, y in its pixels, score; ``flip`` averages a plain
+        and a mirrored pass (mapped back: x -> side - 1 - x, left/right swapped)."""
+        kp = self._run(square_rgb)
+        if flip:
+            kf = self._run(np.ascontiguousarray(square_rgb[:, ::-1]))
+            kf[:, 0] = self.side - 1.0 - kf[:, 0]
+            kf = kf[flip_permutation(17, COCO_FLIP_PAIRS)]
+            kp = (kp + kf) / 2.0
+        return kp
+
     def __call__(self, image_bgr: np.ndarray, box_xywh, flip: bool = False) -> np.ndarray:
         """(H, W, 3) BGR image, box [x, y, w, h] in pixels -> (17, 3) x, y (pixels), score.
 
-        ``flip``: also run the mirrored crop, map it back (x -> side - 1 - x, left/right
-        swapped) and average positions and scores with the plain pass.
+        ``flip``: also run the mirrored crop and average positions and scores.
         """
         x, y, w, h = (float(v) for v in box_xywh)
         s = 1.25 * max(w, h, 1.0)
@@ -56,14 +66,42 @@ class MoveNetSinglePose:
                           (self.side, self.side))
         crop = cv2.cvtColor(warp_crop(image_bgr, mat, (self.side, self.side)),
                             cv2.COLOR_BGR2RGB)
-        kp = self._run(crop)
-        if flip:
-            kf = self._run(np.ascontiguousarray(crop[:, ::-1]))
-            kf[:, 0] = self.side - 1.0 - kf[:, 0]
-            kf = kf[flip_permutation(17, COCO_FLIP_PAIRS)]
-            kp = (kp + kf) / 2.0
+        kp = self._run_flip(crop, flip)
         xy = apply_affine(kp[:, :2], invert_affine(mat))
         return np.concatenate([xy, kp[:, 2:3]], axis=1)
+
+    def on_crop(self, crop_rgb: np.ndarray, flip: bool = False) -> np.ndarray:
+        """Keypoints of the person filling a model-input crop, as the student sees it.
+
+        Args:
+            crop_rgb: (h, w, 3) uint8 RGB crop, any size; it is letterboxed (black bars) into
+                the teacher's square input, keeping its aspect ratio.
+            flip: also run the mirrored input and average.
+
+        Returns:
+            (17, 3) x, y in the crop's pixels (pixel centres), score in [0, 1].
+        """
+        h, w = crop_rgb.shape[:2]
+        f = self.side / max(h, w)
+        # pixel centres: x' + 0.5 = f (x + 0.5) + pad
+        mat = np.array([[f, 0.0, 0.5 * f - 0.5 + (self.side - f * w) / 2],
+                        [0.0, f, 0.5 * f - 0.5 + (self.side - f * h) / 2]])
+        square = warp_crop(crop_rgb, mat, (self.side, self.side))
+        kp = self._run_flip(square, flip)
+        xy = apply_affine(kp[:, :2], invert_affine(mat))
+        return np.concatenate([xy, kp[:, 2:3]], axis=1)
+
+
+def peer_predict(peer: MoveNetSinglePose):
+    """``peer`` as an :data:`evopose_sdk.training.evaluate.PredictFn` (RGB image, xyxy
+    boxes -> keypoints (N, 17, 3), instance scores = mean keypoint score), one box a call."""
+
+    def predict(image_rgb: np.ndarray, boxes_xyxy: list, kset) -> tuple[np.ndarray, np.ndarray]:
+        bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+        kps = np.stack([peer(bgr, [x1, y1, x2 - x1, y2 - y1]) for x1, y1, x2, y2 in boxes_xyxy])
+        return kps, kps[:, :, 2].mean(axis=1)
+
+    return predict
 
 
 def head_gate(ann: dict) -> tuple[np.ndarray, float] | None:

@@ -47,9 +47,10 @@ TRANSFER_REPORT_FILE = "transfer_report.json"
 FINAL_FILE = "final.keras"
 #: ``elapsed_s``: wall seconds of training (evaluation excluded) since the run began, across
 #: resumes; ``cpu_s``: CPU seconds of the training process (all its threads; data workers and
-#: evaluation excluded), the measure that stays honest on a shared machine.
+#: evaluation excluded), the measure that stays honest on a shared machine; ``data_cpu_s``:
+#: CPU seconds of the data worker processes (empty in logs written before it existed).
 LOG_FIELDS = ("step", "epoch", "loss", "heatmap_loss", "lr", "images_per_s", "elapsed_s",
-              "cpu_s")
+              "cpu_s", "data_cpu_s")
 
 
 def save_keras_atomic(model: keras.Model, path: str | os.PathLike) -> Path:
@@ -185,7 +186,7 @@ class StepLog:
         self._w = csv.writer(self._f)
 
     def write(self, row: Mapping) -> None:
-        self._w.writerow([row[k] for k in LOG_FIELDS])
+        self._w.writerow([row.get(k, "") for k in LOG_FIELDS])
 
     def flush(self) -> None:
         self._f.flush()
@@ -200,7 +201,7 @@ def read_loss_curve(run_dir: str | os.PathLike, column: str = "loss",
     with open(Path(run_dir) / LOG_FILE, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return (np.array([int(r["step"]) for r in rows]),
-            np.array([float(r[column]) for r in rows]))
+            np.array([float(r.get(column) or "nan") for r in rows]))
 
 
 def append_eval_log(root: str | os.PathLike, step: int, epoch: int, stats: Mapping[str, float],

@@ -48,6 +48,9 @@ class SourceSpec:
         split: keep images whose ``images[].split`` equals this (None: all images; images
             without a split field are always kept).
         name: label for logs (default: the JSON's parent folder name).
+        min_keypoints: this source's least labelled joints a person needs (default: the
+            loader's); 0 for people labelled only by the teacher on each view
+            (:mod:`evopose_sdk.training.extra_people`).
     """
 
     annotations: str
@@ -55,6 +58,7 @@ class SourceSpec:
     weight: float = 1.0
     split: str | None = "train"
     name: str = ""
+    min_keypoints: int | None = None
 
     @classmethod
     def from_any(cls, spec: SourceSpec | dict | str) -> SourceSpec:
@@ -66,7 +70,8 @@ class SourceSpec:
             return cls(annotations=str(root / ANNOTATION_FILE), images=str(root / IMAGE_DIR),
                        name=root.name)
         if isinstance(spec, dict):
-            unknown = set(spec) - {"annotations", "images", "weight", "split", "name"}
+            unknown = set(spec) - {"annotations", "images", "weight", "split", "name",
+                                   "min_keypoints"}
             if unknown:
                 raise DataError(f"unknown source fields {sorted(unknown)} in {spec!r}")
             if "annotations" not in spec or "images" not in spec:
@@ -213,7 +218,8 @@ def load_sources(
                 raise DataError(f"{spec.annotations}: annotation {a.get('id')} has {kp.size} "
                                 f"keypoint numbers; expected {3 * k}")
             kp = kp.reshape(k, 3)
-            if int((kp[:, 2] > 0).sum()) < min_keypoints:
+            if int((kp[:, 2] > 0).sum()) < (min_keypoints if spec.min_keypoints is None
+                                            else spec.min_keypoints):
                 continue
             box = np.asarray(a["bbox"], np.float64)
             if box.shape != (4,) or box[2] <= 1 or box[3] <= 1:

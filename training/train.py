@@ -148,8 +148,10 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
     c0 = time.process_time()
     elapsed0 = float(state.get("elapsed_s", 0.0)) if state else 0.0
     cpu_prev = float(state.get("cpu_s", 0.0)) if state else 0.0
+    data_cpu_prev = float(state.get("data_cpu_s", 0.0)) if state else 0.0
     info["elapsed_s"] = elapsed0
     info["cpu_s"] = cpu_prev
+    info["data_cpu_s"] = data_cpu_prev
     saved_at = step
     ckpt_every = int(t["checkpoint_every_steps"] or 0)
     keep = int(t["keep_checkpoints"])
@@ -177,11 +179,13 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                     toc = time.time()
                     info["elapsed_s"] = elapsed0 + toc - t0
                     info["cpu_s"] = cpu_prev + time.process_time() - c0
+                    info["data_cpu_s"] = data_cpu_prev + loader.data_cpu_s
                     row = {"step": step, "epoch": epoch, "loss": f"{loss:.8g}",
                            "heatmap_loss": f"{hm_loss:.8g}", "lr": f"{lr:.6g}",
                            "images_per_s": f"{len(images) / max(toc - tic, 1e-9):.2f}",
                            "elapsed_s": f"{info['elapsed_s']:.1f}",
-                           "cpu_s": f"{info['cpu_s']:.1f}"}
+                           "cpu_s": f"{info['cpu_s']:.1f}",
+                           "data_cpu_s": f"{info['data_cpu_s']:.1f}"}
                     tic = toc
                     steplog.write(row)
                     if not math.isfinite(loss):
