@@ -17,6 +17,7 @@ _EXPORTS: dict[str, str] = {
     "PoseEstimator": "evopose_sdk.estimator",
     "PoseEstimatorOptions": "evopose_sdk.estimator",
     "PoseResult": "evopose_sdk.result",
+    "Person": "evopose_sdk.result",
     "Detector": "evopose_sdk.detectors",
     "SSDMobileNetDetector": "evopose_sdk.detectors",
     "SSDPersonOnnxDetector": "evopose_sdk.detectors",
@@ -41,6 +42,7 @@ __all__ = [
     "PoseEstimator",
     "PoseEstimatorOptions",
     "PoseResult",
+    "Person",
     "Detector",
     "SSDMobileNetDetector",
     "SSDPersonOnnxDetector",
@@ -76,7 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from evopose_sdk.estimator import PoseEstimator, PoseEstimatorOptions
     from evopose_sdk.io import load_image
     from evopose_sdk.registry import available_models, resolve_model
-    from evopose_sdk.result import PoseResult
+    from evopose_sdk.result import Person, PoseResult
 
 
 def __getattr__(name: str) -> Any:

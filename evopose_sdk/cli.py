@@ -48,7 +48,8 @@ FAST_PRESET: dict[str, object] = {"model": "evopose2d-s-128", "precision": "int8
 
 _EPILOG = """\
 outputs:
-  video / webcam source   <name>_pose.mp4 (annotated) + <name>_pose.jsonl
+  video / webcam source   <name>_pose.mp4 (annotated: H.264 with the [video] extra,
+                          else mp4v, which browsers do not play) + <name>_pose.jsonl
   image file              <stem>_pose<suffix>       + <stem>_pose.jsonl
   image folder            <folder>_pose/ (annotated) + <folder>_pose.jsonl
   JSON line: {"frame", "time_s" (video/webcam) or "file" (images), "image_hw",
@@ -60,7 +61,8 @@ outputs:
 defaults by source (dev_val AP with detector boxes; speed on 2 CPU cores, README):
   image / image folder  photos: each image alone (no tracking, smoothing or keypoint-
                         following), detector on every image, flip test on (AP 0.207 vs
-                        0.191 without; bus.jpg: see the README for ms per photo)
+                        0.191 without; bus.jpg, 3 people: 827 vs 427 ms per photo on a
+                        loaded 2-core machine)
   video / webcam        detector every 3rd frame, crops follow keypoints in between, no
                         flip test, tracking + One-Euro smoothing (25.6 frames/s on vtest.avi)
 

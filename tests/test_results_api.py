@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _video_helpers import sample
 
-from evopose_sdk import InputError, PoseEstimator, PoseResult
+from evopose_sdk import InputError, Person, PoseEstimator, PoseResult
 
 MODEL = "evopose2d-s-128_int8"  # the fast shipped file: these tests are about the API
 
@@ -37,6 +37,7 @@ def people(est, bus) -> PoseResult:
 
 def test_an_int_index_is_one_person_without_the_person_axis(people):
     first = people[0]
+    assert isinstance(first, Person)
     assert first.keypoints.shape == (17, 3) and first.keypoints_xy.shape == (17, 2)
     assert first.box_xyxy.shape == (4,) and first.keypoint_scores.shape == (17,)
     np.testing.assert_array_equal(first.keypoints, people.keypoints[0])
