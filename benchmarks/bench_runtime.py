@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
                           "pose network latency per person (flip = 2 crops per person)"))
     e2e: list[dict] = []
     if not args.video.is_file():
-        log.warning("%s missing: run python tools/fetch_samples.py --all", args.video)
+        log.warning("%s missing: run python tools/fetch_samples.py", args.video)
         skip |= {"e2e", "peers", "memory", "detectors"}
     if "detectors" not in skip:
         rows = bench_detectors(args.video, args.frames)

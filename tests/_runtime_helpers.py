@@ -1,5 +1,5 @@
 """Helpers for the runtime tests: tiny ONNX graphs built with onnx.helper, sample paths,
-and a random-weight pose model made by the export stage (skips clearly when unavailable).
+and a random-weight pose model made by the export stage.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from evopose_sdk.skeleton import COCO_FLIP_PAIRS
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / ".samples"
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def sample(name: str) -> Path:
-    """Path of a sample file in .samples/, or skip the test naming the fetch command."""
+    """Path of a sample file in .samples/; the test fails naming the fetch command when it is
+    missing (the README's test command and CI fetch every sample first)."""
     p = SAMPLES / name
     if not p.is_file():
-        pytest.skip(f"{p} missing: run `python tools/fetch_samples.py`")
+        pytest.fail(f"{p} missing: run `python tools/fetch_samples.py`", pytrace=False)
     return p
 
 
@@ -130,16 +130,11 @@ def make_constant_output_model(path: Path, input_shape: list, output: np.ndarray
 
 
 def export_api():
-    """The export stage's ``export_model`` or skip naming the missing extra."""
+    """The export stage's ``export_model`` (extra ``[export]``, which the tests need)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    try:
-        mod = importlib.import_module("evopose_sdk.export")
-        fn = mod.export_model
-    except (ImportError, AttributeError) as exc:
-        pytest.skip(f"export stage unavailable (pip install 'evopose-sdk[export]'): {exc}")
-    return fn
+    return importlib.import_module("evopose_sdk.export").export_model
 
 
 def export_random_model(out_dir: Path, size: str, formats: tuple[str, ...]) -> dict[str, Path]:

@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from _training_helpers import DATA_ROOT as DATA
 
-DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
-
-needs_data = pytest.mark.skipif(
-    not (DATA / "coco128" / "annotations.json").is_file(),
-    reason=f"real data folder {DATA} is absent (COCO-format keypoints; see its README)")
+#: Tests on the real coco128 photos: they fail, naming the folder, when it is missing.
+needs_data = pytest.mark.usefixtures("coco128_data")
 
 
 def tiny_config(generations: int = 2, **extra) -> dict:

@@ -11,20 +11,9 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / ".samples"
+from _runtime_helpers import REPO, SAMPLES, sample  # noqa: F401  (re-exported to the tests)
 
 _CACHE: dict[str, Path] = {}
-
-
-def sample(name: str) -> Path:
-    """Path of a sample file in .samples/, or skip naming the fetch command."""
-    p = SAMPLES / name
-    if not p.is_file():
-        pytest.skip(f"{p} missing: run `python tools/fetch_samples.py`")
-    return p
 
 
 # a frame count tqdm shows while demo.mp4 (230 frames) is mid-run, 2 frames done or more: on a
@@ -41,14 +30,10 @@ def demo_mid_run(stderr: str | bytes) -> bool:
 
 
 def ssd_detector():
-    """The default SSD-MobileNetV2 person detector, or skip naming why it is unavailable."""
+    """The default SSD-MobileNetV2 person detector (shipped in models/detectors/)."""
     from evopose_sdk.detectors import SSDPersonOnnxDetector
-    from evopose_sdk.errors import EvoPoseError
 
-    try:
-        return SSDPersonOnnxDetector()
-    except (EvoPoseError, ImportError) as exc:
-        pytest.skip(f"default person detector unavailable: {exc}")
+    return SSDPersonOnnxDetector()
 
 
 @cache
@@ -114,7 +99,7 @@ def _export_with_tf2onnx(out_dir: Path, size: str) -> Path:
 
 
 def random_pose_model(size: str = "XS") -> Path:
-    """A random-weight EvoPose2D ONNX file + card, made once per session (skip if impossible)."""
+    """A random-weight EvoPose2D ONNX file + card, made once per session."""
     if size in _CACHE:
         return _CACHE[size]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -127,9 +112,6 @@ def random_pose_model(size: str = "XS") -> Path:
     except Exception:  # noqa: BLE001 - fall back to the direct route below
         path = None
     if path is None:
-        try:
-            path = _export_with_tf2onnx(out_dir, size)
-        except ImportError as exc:
-            pytest.skip(f"cannot make a pose ONNX model (pip install 'evopose-sdk[export]'): {exc}")
+        path = _export_with_tf2onnx(out_dir, size)
     _CACHE[size] = path
     return path

@@ -1,6 +1,6 @@
 """The heatmap codec: encode/decode round trip on real people, sub-pixel accuracy, pack/split.
 
-Real keypoints come from the shared data (official COCO labels of ``tinycoco``; skipped
+Real keypoints come from the shared data (official COCO labels of ``tinycoco``; failing
 clearly without it): each person is cropped as the runtime crops it
 (:func:`evopose_sdk.topdown.box_affine`), its labelled keypoints are encoded into targets and
 decoded again.

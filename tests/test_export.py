@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,11 +22,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-pytest.importorskip("tensorflow", reason="export needs the [export] extra (tensorflow-cpu)")
-pytest.importorskip("tf2onnx", reason="export needs the [export] extra (tf2onnx)")
-pytest.importorskip("ai_edge_litert", reason="export needs the [export] extra (ai-edge-litert)")
-
 import onnxruntime as ort  # noqa: E402
+from _runtime_helpers import sample  # noqa: E402
+from _training_helpers import require_data  # noqa: E402
 
 from evopose_sdk.card import (  # noqa: E402
     ONNX_METADATA_KEY,
@@ -39,9 +36,6 @@ from evopose_sdk.card import (  # noqa: E402
 from evopose_sdk.export import ExportError, crops_from_boxes, export_model  # noqa: E402
 from evopose_sdk.export.source import load_source  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / ".samples"
-SHARED_DATA = REPO.parent / "shared" / "data"
 #: Hand-chosen person boxes (x1, y1, x2, y2) in the sample photos.
 PERSON_BOXES = {
     "bus.jpg": [[50, 400, 245, 905], [215, 405, 345, 860], [670, 380, 810, 875],
@@ -54,15 +48,8 @@ N_PARITY, N_CALIB = 16, 24
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
-def _need_samples() -> None:
-    missing = [n for n in PERSON_BOXES if not (SAMPLES / n).is_file()]
-    if missing:
-        pytest.skip(f"sample photos missing: {missing}; run `python tools/fetch_samples.py`")
-
-
 def _sample_crops(input_hw, n):
-    _need_samples()
-    return crops_from_boxes([(SAMPLES / k, v) for k, v in PERSON_BOXES.items()], input_hw, n,
+    return crops_from_boxes([(sample(k), v) for k, v in PERSON_BOXES.items()], input_hw, n,
                             description="bus.jpg/zidane.jpg hand-chosen boxes")
 
 
@@ -238,13 +225,13 @@ def test_tflite_runs_in_litert(s_export, precision, in_dtype, max_rel):
 
 def test_exported_files_run_in_the_runtime(s_export):
     """The runtime SDK resolves each exported file by path, checks its card, and estimates."""
-    est_mod = pytest.importorskip("evopose_sdk.estimator")
-    _need_samples()
+    from evopose_sdk.estimator import PoseEstimator
+
     for fmt, backend in (("onnx", "onnxruntime"), ("tflite-int8", "tflite")):
         f = s_export["result"][fmt]
-        est = est_mod.PoseEstimator(model=str(f.path), backend=backend, detector="none",
-                                    flip_test=False)
-        res = est.estimate_boxes(str(SAMPLES / "bus.jpg"), PERSON_BOXES["bus.jpg"])
+        est = PoseEstimator(model=str(f.path), backend=backend, detector="none",
+                            flip_test=False)
+        res = est.estimate_boxes(str(sample("bus.jpg")), PERSON_BOXES["bus.jpg"])
         assert len(res) == 4 and np.all(np.isfinite(res.keypoints))
 
 
@@ -252,9 +239,7 @@ def test_exported_files_run_in_the_runtime(s_export):
 
 
 def test_legacy_h5_loads_by_layer_name(tmp_path):
-    ckpt = pytest.importorskip("evopose_sdk.training.legacy_h5")
-    if not hasattr(ckpt, "save_h5_legacy"):
-        pytest.skip("training.legacy_h5.save_h5_legacy not available")
+    from evopose_sdk.training import legacy_h5 as ckpt
     from evopose_sdk.training.genotype import decode
     from evopose_sdk.training.network import build_evopose
 
@@ -282,9 +267,7 @@ def test_h5_size_from_file_name_and_unknown_name(tmp_path):
 
 
 def test_calibration_crops_from_shared_coco_data():
-    ann = SHARED_DATA / "coco128" / "annotations.json"
-    if not ann.is_file():
-        pytest.skip(f"{ann} absent (../shared/data is only on development machines)")
+    ann = require_data("coco128") / "coco128" / "annotations.json"
     from evopose_sdk.export import crops_from_coco
 
     a = crops_from_coco([ann], (256, 192), 20)
@@ -375,11 +358,10 @@ def test_cli_missing_input_writes_nothing(tmp_path):
 
 def test_cli_export_run(tmp_path):
     """A small genotype at 128x96 through the console entry, int8 calibrated on real photos."""
-    _need_samples()
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in PERSON_BOXES:
-        (photos / name).write_bytes((SAMPLES / name).read_bytes())
+        (photos / name).write_bytes(sample(name).read_bytes())
     out = tmp_path / "out"
     r = _cli("--genotype", XS_GENOTYPE, "--input-size", "128x96", "--formats",
              "onnx,tflite-int8", "--calib-images", photos, "--n-parity", 6, "--n-calib", 6,

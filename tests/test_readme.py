@@ -26,7 +26,7 @@ def test_readme_python_example_runs_as_written(tmp_path):
     README command); the example writes into its named output folder, evopose_out/, only."""
     code = re.search(r"```python\n(.*?)```", _section("Python"), re.S).group(1)
     for name in re.findall(r"\.samples/([\w.]+)", code):
-        sample(name)  # skip naming the fetch command when a sample is missing
+        sample(name)  # fails naming the fetch command when a sample is missing
     (tmp_path / ".samples").symlink_to(REPO / ".samples")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)

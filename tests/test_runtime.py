@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from _runtime_helpers import (
     REPO,
-    SHARED_DATA,
     export_random_model,
     make_constant_output_model,
     make_mirror_model,
     sample,
 )
+from _training_helpers import require_data
 
 from evopose_sdk import PoseEstimator, PoseResult
 from evopose_sdk.card import ONNX_METADATA_KEY, ModelCard, card_path_for
@@ -53,8 +53,7 @@ def exported(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def pose_onnx(exported) -> Path:
-    if "onnx" not in exported:
-        pytest.skip("the export stage produced no ONNX file")
+    assert "onnx" in exported, f"the export stage produced no ONNX file: {exported}"
     return exported["onnx"]
 
 
@@ -62,8 +61,7 @@ def pose_onnx(exported) -> Path:
 def tflite_models(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("exported_tflite")
     files = export_random_model(out, "XS", ("onnx", "tflite-fp32", "tflite-int8"))
-    if not any(k.startswith("tflite") for k in files):
-        pytest.skip("the export stage produced no TFLite files")
+    assert any(k.startswith("tflite") for k in files), f"no TFLite files exported: {files}"
     return files
 
 
@@ -156,9 +154,7 @@ def test_pipeline_on_real_photos_finds_the_detected_people(pose_onnx, ssd, name)
 
 
 def test_pipeline_on_shared_data_images(pose_onnx, ssd) -> None:
-    ann = SHARED_DATA / "coco128" / "annotations.json"
-    if not ann.is_file():
-        pytest.skip(f"{ann} absent (shared data not available)")
+    ann = require_data("coco128") / "coco128" / "annotations.json"
     data = json.loads(ann.read_text())
     images = [im for im in data["images"] if im.get("split") == "dev_val"][:4]
     with PoseEstimator(pose_onnx, detector=ssd, flip_test=False) as est:
@@ -456,7 +452,6 @@ def test_draw_sizes_the_dots_to_each_person() -> None:
 
 
 def test_tflite_runs_a_batch_in_one_call_like_one_by_one(monkeypatch) -> None:
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert not installed")
     from evopose_sdk.backends import TFLiteBackend
 
     model = resolve_model("evopose2d-s-128", backend="tflite", precision="int8").path

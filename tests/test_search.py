@@ -15,7 +15,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from _search_helpers import DATA, lineage, needs_data, tiny_config  # noqa: E402
+from _search_helpers import lineage, needs_data, tiny_config  # noqa: E402
+from _training_helpers import require_data  # noqa: E402
 
 from evopose_sdk.training import genotype as gt  # noqa: E402
 from evopose_sdk.training.search import (  # noqa: E402
@@ -154,7 +155,7 @@ def test_state_errors(tmp_path):
 
 
 def test_transfer_rules_on_concrete_arrays():
-    tr = pytest.importorskip("evopose_sdk.training.transfer")
+    from evopose_sdk.training import transfer as tr
     # full copy where shapes match
     a = np.arange(2 * 2 * 3 * 4, dtype=np.float32).reshape(2, 2, 3, 4)
     out, st = tr.transfer_array(a, np.zeros_like(a))
@@ -198,8 +199,7 @@ def test_transfer_rules_on_concrete_arrays():
 @pytest.fixture(scope="module")
 def tiny_search(tmp_path_factory):
     """One uninterrupted tiny search: generation 0 + 2 generations of 4 children, 2 parents."""
-    if not (DATA / "coco128" / "annotations.json").is_file():
-        pytest.skip(f"real data folder {DATA} is absent")
+    require_data("coco128")
     root = tmp_path_factory.mktemp("search") / "full"
     return run_search(root, tiny_config(generations=2))
 
@@ -278,7 +278,6 @@ def test_killed_search_resumes_with_the_same_children(tiny_search, tmp_path):
 
 @needs_data
 def test_ray_two_workers_match_sequential(tiny_search, tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed (pip install 'evopose-sdk[search]')")
     from evopose_sdk.training.search.ray_runner import RayExecutor
 
     ex = RayExecutor(workers=2)

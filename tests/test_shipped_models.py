@@ -1,6 +1,6 @@
 """The models shipped in models/: cards, files and real accuracy of the default model.
 
-The accuracy test poses real dev_val people (official COCO labels, ../shared/data; skipped
+The accuracy test poses real dev_val people (official COCO labels, ../shared/data; failing
 clearly without it) on their ground-truth boxes and scores them with the COCO OKS, against
 a baseline that knows the box but not the image (each keypoint at its mean position in
 the box over the same people). A broken model, export or decoder falls to that baseline.
@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from _training_helpers import DATA_ROOT, REPO
+from _training_helpers import DATA_ROOT, REPO, require_data
 
 from evopose_sdk import PoseEstimator
 from evopose_sdk.card import ModelCard, card_path_for, sha256_file
@@ -84,8 +84,7 @@ def _dev_val_people(limit: int) -> list[tuple[str, dict]]:
 @pytest.mark.parametrize("model,precision", [(DEFAULT_MODEL, "fp32"), (DEFAULT_MODEL, "int8"),
                                              ("evopose2d-s-128", "int8")])
 def test_shipped_models_pose_real_people(model, precision):
-    if not (DATA_ROOT / "tinycoco" / "annotations.json").is_file():
-        pytest.skip(f"dev_val data not found at {DATA_ROOT}")
+    require_data("tinycoco")
     people = _dev_val_people(40)
     assert len(people) >= 20
     gts = [np.asarray(a["keypoints"], float).reshape(17, 3) for _, a in people]

