@@ -116,7 +116,7 @@ def test_verbose_adds_the_traceback(tmp_path):
 # ----------------------------------------------------------------------- interrupted: 130
 
 
-def _interrupt(cmd: list[str], ready, timeout: float = 600, sig: int = signal.SIGINT,
+def _interrupt(cmd: list[str], ready, sig: int = signal.SIGINT,
                group: bool = False) -> tuple[int, str, int]:
     """Start ``cmd``, send ``sig`` once ``ready(stderr so far)``, to its whole process group
     with ``group`` (as Ctrl-C or ``kill -- -PGID`` do; the command then leads a session of
@@ -128,12 +128,11 @@ def _interrupt(cmd: list[str], ready, timeout: float = 600, sig: int = signal.SI
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         start_new_session=group)
     seen = b""
-    deadline = time.monotonic() + timeout
     try:
-        while not ready(seen.decode(errors="replace")):
+        while not ready(seen.decode(errors="replace")):  # a state, not a clock
             chunk = proc.stderr.read1(4096)
-            if not chunk or time.monotonic() > deadline:
-                pytest.fail(f"ended or stalled before the point to interrupt: {seen[-1500:]!r}")
+            if not chunk:
+                pytest.fail(f"ended before the point to interrupt: {seen[-1500:]!r}")
             seen += chunk
         if group:
             os.killpg(proc.pid, sig)
@@ -197,13 +196,15 @@ def test_a_signal_to_the_trainers_process_group_stops_it_with_a_checkpoint(sig, 
     args = _train_args(tmp_path / "run")
     args[args.index("--workers") + 1] = "1"  # one data worker process
     code, err, pid = _interrupt(_argv("evopose-train", *args), lambda e: re.search(r"step \d+/", e),
-                           timeout=600, sig=sig, group=True)
+                                sig=sig, group=True)
     assert code == 130, err[-2000:]
     assert "stopped by a signal at step" in err and "Traceback" not in err, err[-2000:]
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert 1 <= state["step"] and not state["finished"]
-    # multiprocessing's resource tracker ends a moment after the trainer; zombies do not count
-    deadline = time.monotonic() + 20
+    # multiprocessing's resource tracker ends a moment after the trainer (its pipe closes):
+    # wait for that state; the bound only ends a wait for processes that never go (zombies
+    # do not count)
+    deadline = time.monotonic() + 120
     while True:
         ps = subprocess.run(["ps", "-s", str(pid), "-o", "stat=,pid=,args="],
                             capture_output=True, text=True).stdout.splitlines()
