@@ -26,6 +26,26 @@ def photos() -> list[np.ndarray]:
             zidane[::-1, ::-1].copy(), grey]
 
 
+def _in_threads(work) -> None:
+    """``work(t)`` on THREADS threads started together; fails with the first errors raised."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(THREADS)
+
+    def run(t: int) -> None:
+        try:
+            start.wait()
+            work(t)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=600)
+    assert not errors, errors[:3]
+
+
 def _fingerprint(result) -> tuple:
     return tuple(np.asarray(getattr(result, k)).tobytes()
                  for k in ("boxes_xyxy", "box_scores", "keypoints", "scores"))
@@ -46,25 +66,14 @@ def test_eight_threads_give_the_serial_results(photos, precision, detector):
         serial = [_fingerprint(call(i)) for i in range(len(photos))]
         assert sum(len(est(p)) for p in photos) >= 8  # people found, not empty results
         got: dict[tuple[int, int], tuple] = {}
-        errors: list[BaseException] = []
-        start = threading.Barrier(THREADS)
 
         def worker(t: int) -> None:
-            try:
-                start.wait()
-                for round_ in range(2):  # each thread its own order, twice over
-                    for k in range(len(photos)):
-                        i = (t * 3 + k + round_) % len(photos)
-                        got[(t, round_ * 10 + i)] = _fingerprint(call(i))
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+            for round_ in range(2):  # each thread its own order, twice over
+                for k in range(len(photos)):
+                    i = (t * 3 + k + round_) % len(photos)
+                    got[(t, round_ * 10 + i)] = _fingerprint(call(i))
 
-        workers = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(timeout=600)
-        assert not errors, errors[:3]
+        _in_threads(worker)
         assert len(got) == THREADS * 2 * len(photos)
         for (_, key), fingerprint in got.items():
             assert fingerprint == serial[key % 10], f"photo {key % 10} differs from serial"
@@ -84,22 +93,11 @@ def test_tflite_pool_gives_overlapping_calls_interpreters_of_their_own(photos):
     backend = TFLiteBackend(model, max_interpreters=4)
     serial = [backend.run(b) for b in batches]
     assert backend._made == 1  # serial calls keep the first interpreter
-    errors: list[BaseException] = []
-    start = threading.Barrier(THREADS)
 
     def worker(t: int) -> None:
-        try:
-            start.wait()
-            for k in range(3 * len(batches)):
-                i = (t + k) % len(batches)
-                np.testing.assert_array_equal(backend.run(batches[i]), serial[i])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for k in range(3 * len(batches)):
+            i = (t + k) % len(batches)
+            np.testing.assert_array_equal(backend.run(batches[i]), serial[i])
 
-    workers = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=600)
-    assert not errors, errors[:3]
+    _in_threads(worker)
     assert 1 < backend._made <= 4
