@@ -45,22 +45,22 @@ const v = document.getElementById('v'), out = document.getElementById('out'), se
 const note = (what) => seen.push(what);
 v.addEventListener('error', () => note({{error: v.error ? v.error.code : -1}}));
 v.play().catch((e) => note({{play: String(e)}}));
-for (const ms of [700, 2500]) setTimeout(() => note({{ms, t: v.currentTime,
+for (const ms of [500, 1500, 3000, 4500]) setTimeout(() => note({{ms, t: v.currentTime,
     ready: v.readyState, w: v.videoWidth, h: v.videoHeight}}), ms);
-setTimeout(() => {{ out.textContent = 'RESULT' + JSON.stringify(seen) + 'END'; }}, 2800);
+setTimeout(() => {{ out.textContent = 'RESULT' + JSON.stringify(seen) + 'END'; }}, 4800);
 </script></body></html>"""
 
 
 def play_in_chromium(video: Path) -> list[dict]:
     """Open a page with a <video> element on ``video`` in headless Chromium; what it saw:
-    errors, and currentTime / readyState / size at 0.7 s and 2.5 s."""
+    errors, and currentTime / readyState / size at 0.5, 1.5, 3 and 4.5 s."""
     page = video.with_name(video.stem + "_page.html")
     page.write_text(_PAGE.format(video=video.name))
     proc = subprocess.run(
         [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio",
          "--autoplay-policy=no-user-gesture-required", "--allow-file-access-from-files",
          f"--user-data-dir={video.parent / 'chromium-profile'}",
-         "--virtual-time-budget=4000", "--dump-dom", page.as_uri()],
+         "--virtual-time-budget=6000", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120)
     dom = proc.stdout
     assert "RESULT" in dom, f"chromium gave no result (rc {proc.returncode}): {proc.stderr[-800:]}"
@@ -99,8 +99,10 @@ def test_a_real_browser_plays_it(demo_output, tmp_path):
     errors = [s for s in seen if "error" in s or "play" in s]
     samples = [s for s in seen if "t" in s]
     assert not errors, seen
-    assert (samples[0]["w"], samples[0]["h"]) == (1768, 994) and samples[0]["ready"] >= 2, seen
-    assert samples[1]["t"] > samples[0]["t"] > 0, seen  # currentTime advances: it plays
+    assert (samples[-1]["w"], samples[-1]["h"]) == (1768, 994) and samples[-1]["ready"] >= 2, seen
+    times = [s["t"] for s in samples]
+    # currentTime advances: it plays (a loaded machine may start it late, not at all is a fail)
+    assert times[-1] > 0 and times == sorted(times) and len(set(times)) >= 2, seen
 
     old = tmp_path / "old_mp4v.mp4"  # what cv2's mp4v writer made before
     cap = cv2.VideoCapture(str(demo_output))
