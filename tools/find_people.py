@@ -8,6 +8,8 @@ teacher-only sources (training/extra_people.py).
 The teacher gate comes from the teacher pass's keypoints of the labelled people
 (``runs/teacher/<source>.npz``, tools/teacher_pass.py) scored against their human labels;
 the table and the people each source adds go to ``benchmarks/results/extra_people.json``.
+Every person found is kept in ``<out>/<source>/found.json``, so a rerun (another gate)
+skips the detector pass of the sources done.
 """
 
 from __future__ import annotations
@@ -69,8 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     detector, teacher = make_detector("default"), MoveNetSinglePose(args.teacher, 2)
     added = {}
     for name in sources:
-        people = xp.find_unlabelled_people(args.data / name, detector, teacher,
-                                           min_score=args.min_score, limit=args.limit)
+        found = args.out / name / "found.json"  # every person found (resumable per source)
+        if found.is_file() and not args.limit:
+            people = json.loads(found.read_text(encoding="utf-8"))
+            log.info("%s: found already (%s)", name, found)
+        else:
+            people = xp.find_unlabelled_people(args.data / name, detector, teacher,
+                                               min_score=args.min_score, limit=args.limit)
+            found.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(found, json.dumps(people))
         path = xp.write_source(args.out / name, args.data / name, people, gate)
         added[name] = {"found": len(people),
                        "kept": sum(p["teacher_score"] >= gate for p in people),

@@ -66,10 +66,11 @@ def teacher_gate_table(teacher_kps: np.ndarray, labels: np.ndarray, areas: np.nd
 
 
 def gate_from_table(rows: list[dict], min_oks: float = 0.5, min_people: int = 20) -> float:
-    """The lowest bin edge from which every bin with ``min_people`` reaches ``min_oks``."""
-    gate = rows[-1]["lo"]
+    """The lowest bin edge from which every bin reaches ``min_oks``; a bin of fewer than
+    ``min_people`` people counts as failing (too few to trust)."""
+    gate = rows[-1]["hi"]
     for r in reversed(rows):
-        if r["people"] >= min_people and (r["median_oks"] or 0.0) < min_oks:
+        if r["people"] < min_people or (r["median_oks"] or 0.0) < min_oks:
             break
         gate = r["lo"]
     return float(gate)
