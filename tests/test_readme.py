@@ -73,3 +73,62 @@ def test_licence_of_code_and_of_every_shipped_model_file_is_stated():
         assert path.name in licence, f"README's Licence section does not name {path.name}"
         card = json.loads(path.with_name(path.name + ".json").read_text())
         assert "research-use only" in card["training_data"]["licence_note"], path.name
+
+
+def test_readme_is_short_and_its_links_resolve():
+    """The README is for users (well under 300 lines); the history, the measurements and the
+    developer notes live in docs/, which it links: every relative link points at a file."""
+    assert len(README.splitlines()) < 300
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README)
+    assert {"docs/training.md", "docs/training-history.md", "docs/benchmarks.md",
+            "docs/architecture.md"} <= set(links)
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
+            assert (doc.parent / link).exists(), f"{doc.relative_to(REPO)} links {link}"
+
+
+def test_no_tracker_numbers_in_the_readme_or_docs():
+    for doc in [REPO / "README.md", REPO / "benchmarks" / "README.md",
+                *sorted((REPO / "docs").rglob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        found = re.findall(r"\bissues?[ -]#?\d+|#\d+\b", text, re.I)
+        assert not found, f"{doc.relative_to(REPO)}: {found}"
+
+
+def _cards() -> dict[str, dict]:
+    return {p.name[:-len(".json")]: json.loads(p.read_text())
+            for p in (REPO / "models").glob("*.json") if not p.name.endswith(".parity.json")}
+
+
+def test_readme_models_table_matches_the_cards():
+    """Each shipped pose file is a row of the README's models table, and its AP with
+    ground-truth and with detector boxes (flip on, dark decoding) are its card's."""
+    rows = {m.group(1): m.group(2) for m in re.finditer(
+        r"^\| `([\w.-]+)`[^|]*\|(.*)$", _section("Models"), re.M)}
+    cards = _cards()
+    assert cards
+    for name, card in cards.items():
+        assert name in rows, f"README's models table has no row for {name}"
+        cells = [c.strip() for c in rows[name].split("|")]
+        ap = {r["boxes"]: r["AP"] for r in card["metrics"]["dev_val"]["rows"]
+              if r["flip"] and r.get("decode", "dark") == "dark"}
+        assert cells[2] == f"{ap['gt']:.3f}", (name, cells)
+        assert cells[3] == f"{ap['detector']:.3f}", (name, cells)
+        assert cells[-2] == "research use only"
+        assert "research-use only" in card["training_data"]["licence_note"]
+
+
+def test_moved_measurements_are_in_the_docs():
+    """The training history and the measured tables left the README for docs/, intact: the
+    learning curve, the int8 table, the per-file accuracy table, the speed table of modes."""
+    history = (REPO / "docs" / "training-history.md").read_text(encoding="utf-8")
+    assert "| 12.60 | 12: step 2,400 (end of its cosine; not shipped) | 0.237 |" in history
+    assert "| **stage 11 (QAT of stages 8 and 10), shipped** | **least error** | **0.232** |" \
+        in history
+    bench = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert "python benchmarks/bench_runtime.py --frames 150 --skip pose,yolo" in bench
+    assert "| evopose2d-s_int8.tflite (default) | ground truth | on | 0.230 |" in bench
+    assert "| **fast** (`--fast`) | evopose2d-s-128_int8.tflite | off | 5 | 0.076 |" in bench
+    training = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    assert "evopose-train --config s --data ../shared/data" in training
+    assert "@register_step" in training
