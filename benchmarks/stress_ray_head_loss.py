@@ -26,6 +26,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -79,13 +80,18 @@ def one_run(i: int, rng: random.Random, max_delay: float) -> dict:
             cluster.wait_nodes(2)
             run = head_loss_run(cluster, Path(tmp), tiny_config(
                 generations=GENERATIONS, children=CHILDREN, parents=1), delay=delay)
-        except (ScenarioError, RuntimeError, TimeoutError) as exc:
-            run = None
-            row["error"] = f"{type(exc).__name__}: {exc}"[:500]
-        finally:
-            cluster.stop()
-        if run is not None:
             row.update(_judge(run))
+        except (ScenarioError, RuntimeError, TimeoutError) as exc:
+            row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        if row.get("problems") or row.get("error"):  # keep the logs of a failed run
+            keep = Path(tempfile.mkdtemp(prefix=f"stress-ray-failed-{i}-"))
+            shutil.copytree(tmp, keep / "run", ignore=shutil.ignore_patterns("*.keras"),
+                            dirs_exist_ok=True)
+            shutil.copytree(cluster.temp_dir, keep / "ray", dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.sock", "sockets"),
+                            ignore_dangling_symlinks=True, symlinks=True)
+            row["kept_logs"] = str(keep)
+        cluster.stop()
     row["delays_s"] = delays
     row["seconds"] = round(time.monotonic() - t0, 1)
     return row
@@ -101,7 +107,8 @@ def _judge(run: HeadLossRun) -> dict:
             "stop_s": None if run.stop_s is None else round(run.stop_s, 1),
             "how": _how(line), "clear_message": bool(line) and run.rc == 1,
             "folder_consistent": not stop, "resumed": not ledger,
-            "message": line.split(": ERROR: ", 1)[-1], "problems": stop[:-1] + ledger}
+            "message": line.split(": ERROR: ", 1)[-1], "problems": stop[:-1] + ledger,
+            **({"log_tail": run.log[-1500:]} if stop else {})}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,6 +69,11 @@ def group_and_descendants(pgid: int) -> set[int]:
     return found
 
 
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``."""
+    return {p for p, (pp, _) in process_table().items() if pp == pid}
+
+
 def open_files(pids: set[int]) -> dict[int, list[str]]:
     """Paths each process has open (``/proc/PID/fd``); processes that vanished are skipped."""
     out = {}

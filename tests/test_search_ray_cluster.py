@@ -11,12 +11,25 @@ Every kill waits on a state (the node has a child's train_log.csv open), never o
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
 
 import pytest
-from _ray_cluster import LocalRayCluster, head_loss_run, ledger_problems, stop_problems
+from _ray_cluster import (
+    LocalRayCluster,
+    children_of,
+    finish,
+    head_loss_run,
+    kill_all,
+    ledger_problems,
+    read_records,
+    start_search,
+    stop_problems,
+    training_child,
+    wait_for,
+)
 from _search_helpers import needs_data, tiny_config
 
 log = logging.getLogger(__name__)
@@ -63,3 +76,32 @@ def test_search_survives_worker_node_and_head_loss(cluster: LocalRayCluster,
     # the resumed search: every planned child trained and recorded once
     assert ledger_problems(run, EXPECTED, STEPS) == []
     assert run.victim not in run.done_before
+
+
+def test_a_driver_ended_without_a_word_still_gets_the_one_line(cluster: LocalRayCluster,
+                                                               tmp_path: Path) -> None:
+    """Ray may end the driver itself when its node dies (its core worker exits the process,
+    no Python runs): here the driver child is SIGKILLed with the head, and the
+    ``evopose-search`` process that waits for it says the one line instead."""
+    root = tmp_path / "search"
+    cfg = tmp_path / "search_config.json"
+    cfg.write_text(json.dumps(tiny_config(generations=1, children=CHILDREN, parents=1)))
+    drv = start_search(["run", "--config", str(cfg), str(root)], cluster, tmp_path / "run.log")
+    try:
+        wait_for("the head training a child", lambda: training_child(cluster, "head", root), drv)
+        driver = wait_for("the search's driver child", lambda: children_of(drv.pid), drv)
+        kill_all(driver | cluster.processes("head"))
+        rc = finish(drv, 300)
+    finally:
+        if drv.poll() is None:
+            drv.kill()
+            drv.wait()
+    text = (tmp_path / "run.log").read_text(errors="replace")
+    assert rc == 1, text[-3000:]
+    line = [ln for ln in text.splitlines() if "ERROR" in ln]
+    assert len(line) == 1, text[-3000:]
+    assert f"lost the Ray cluster at {cluster.address}: its head at" in line[0]
+    assert "the search's Ray driver ended without a word (exit -9)" in line[0]
+    assert f"evopose-search resume {root} --address {cluster.address}" in line[0]
+    assert "Traceback" not in text
+    assert all(r["status"] in ("pending", "done") for r in read_records(root).values())

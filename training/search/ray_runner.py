@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -62,6 +63,24 @@ def _first_line(exc: BaseException) -> str:
     if len(line) > 160 and ". " in line:
         line = line[: line.index(". ") + 1]
     return f"{type(exc).__name__}: {line}"
+
+
+def resume_hint(search_dir: str | os.PathLike, address: str | None) -> str:
+    """How to continue the search in ``search_dir`` (named in every cluster error)."""
+    where = f" --address {address}" if address else ""
+    return (f"the search's state is on disk: start the cluster again and continue with "
+            f"'evopose-search resume {search_dir}{where}'")
+
+
+def port_answers(address: str, timeout: float = _POLL_S) -> bool:
+    """Whether ``host:port`` accepts a TCP connection. Only for a look after the fact: a
+    process being killed still accepts connections for a moment."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def ray_available() -> bool:
@@ -247,11 +266,13 @@ class RayExecutor:
                 for ref in running:
                     ray.cancel(ref, force=True)
 
+    @property
+    def gcs_address(self) -> str | None:
+        """``host:port`` of the cluster head's GCS (None under Ray Client)."""
+        return self._gcs
+
     def _resume_hint(self) -> str:
-        """How to continue this search (named in every cluster error)."""
-        where = f" --address {self.address}" if self.address else ""
-        return (f"the search's state is on disk: start the cluster again and continue with "
-                f"'evopose-search resume {self._search_dir}{where}'")
+        return resume_hint(self._search_dir, self.address)
 
     def _node_table(self) -> list[dict] | None:
         """The head's node table (``ray.nodes()``), or None when it has not answered within
