@@ -7,8 +7,9 @@ Prints tables and writes JSON to ``benchmarks/results/runtime_<host>_<date>.json
 2. pose network per crop (ms per person): EvoPose2D S and XS, batch 1 / 8, 1 / 2 threads,
    flip test on (2 crops per person) / off, ONNX Runtime vs TFLite fp32 / int8;
 3. person detector ms per frame: the original SSD graph in cv2.dnn vs its person-only ONNX;
-4. the table of modes (:data:`MODES`: ``default`` = ``evopose-infer`` with no flags,
-   ``accurate``, ``flip every frame`` (the default before issue 13), ``fast``): frames/s end to end on ``.samples/vtest.avi``
+4. the table of modes (:data:`MODES`: the presets ``default`` (``evopose-infer`` with no
+   flags), ``accurate`` and ``fast``, and ``flip every frame`` (the default until
+   2026-12-02)): frames/s end to end on ``.samples/vtest.avi``
    (768x576, ~6 pedestrians per frame; decode + detector + pose + tracking + smoothing, each
    mode in a fresh process), ms per stage, the process's peak RSS, and dev_val AP with
    detector boxes (:mod:`eval_dev_val`; cached by model/detector file hash in
@@ -46,7 +47,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from evopose_sdk.cli import FAST_PRESET  # noqa: E402
+from evopose_sdk.presets import PRESETS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_runtime")
@@ -187,22 +188,17 @@ def bench_pose(sizes: list[str], cache: Path, matmul: dict[int, float], quick: b
     return rows
 
 
-#: The modes of the speed / accuracy table: PoseEstimator options ("est") and stream options
-#: ("stream"). "default" is exactly what ``evopose-infer SOURCE`` runs with no flags
-#: (PoseEstimator() and stream() defaults); README quotes how to ask for each of the others.
+#: The modes of the speed / accuracy table: PoseEstimator keyword arguments ("est") and the
+#: ``evopose-infer`` flags that ask for the same ("cli"). Each preset of
+#: :data:`evopose_sdk.presets.PRESETS` is a mode through the estimator's own ``preset=``, as
+#: ``evopose-infer --NAME`` passes it ("default": no flags), so the table, the estimator and
+#: the CLI read the same values; ``stream()`` takes ``detect_every`` from the estimator.
 MODES: dict[str, dict] = {
-    "default": dict(est={}, stream={},
-                    cli=""),
-    "accurate": dict(est=dict(precision="fp32", flip_test=True), stream=dict(detect_every=1),
-                     cli="--precision fp32 --flip --detect-every 1"),
-    # the default before issue 13 settled it: flip test and the detector on every frame
-    "flip every frame": dict(est=dict(flip_test=True), stream=dict(detect_every=1),
-                                 cli="--flip --detect-every 1"),
-    # ``evopose-infer --fast``: the CLI's preset, so the two cannot drift apart
-    "fast": dict(est=dict(model=FAST_PRESET["model"], precision=FAST_PRESET["precision"],
-                          flip_test=FAST_PRESET["flip"], threads=FAST_PRESET["threads"]),
-                 stream=dict(detect_every=FAST_PRESET["detect_every"]),
-                 cli="--fast"),
+    **{name: dict(est=dict(preset=name), cli="" if name == "default" else f"--{name}")
+       for name in PRESETS},
+    # the default until 2026-12-02: the flip test and the detector on every frame
+    "flip every frame": dict(est=dict(flip_test=True, detect_every=1),
+                             cli="--flip --detect-every 1"),
 }
 
 
@@ -220,23 +216,23 @@ def run_mode(name: str, video: str | Path, frames: int) -> dict:
     the pipeline's overlap); stage ms are per-frame means of ``PoseResult.speed_ms``.
     """
     from evopose_sdk import PoseEstimator
-    from evopose_sdk.video import DEFAULT_DETECT_EVERY  # what stream() uses on a video
 
     mode = MODES[name]
     with PoseEstimator(**mode["est"]) as est:
         stages: dict[str, float] = {}
         people = n = 0
         t0 = time.perf_counter()
-        for _, r in est.stream(video, max_frames=frames, **mode["stream"]):
+        for _, r in est.stream(video, max_frames=frames):
             n += 1
             people += len(r)
             for k, v in r.speed_ms.items():
                 stages[k] = stages.get(k, 0.0) + v
         elapsed = time.perf_counter() - t0
         desc = dict(model=est.card.name, file=est.model_path.name, precision=est.card.precision,
-                    flip=est.flip_for("video"), detector=type(est.detector).__name__)
+                    flip=est.flip_for("video"), detect_every=est.detect_every_for("video"),
+                    detector=type(est.detector).__name__)
     return dict(mode=name, cli=f"evopose-infer VIDEO {mode['cli']}".strip(), **desc,
-                detect_every=mode["stream"].get("detect_every", DEFAULT_DETECT_EVERY), frames=n,
+                frames=n,
                 people_per_frame=people / max(n, 1), fps=n / elapsed,
                 peak_rss_mib=peak_rss_mib(),
                 **{f"{k}_ms": v / max(n, 1) for k, v in stages.items()})

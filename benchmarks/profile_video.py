@@ -49,7 +49,7 @@ def _estimator_and_stream_kwargs(flags: str) -> tuple[dict, dict]:
     from evopose_sdk import cli
 
     args = cli.build_parser().parse_args(["SOURCE", *flags.split()])
-    apply = getattr(cli, "apply_preset", None)
+    apply = getattr(cli, "apply_preset", None)  # a checkout whose CLI filled --fast itself
     if apply is not None:
         apply(args)
     if hasattr(cli, "estimator_options"):
@@ -72,8 +72,10 @@ def profile(flags: str, video: str, frames: int) -> dict:
     est_kw, stream_kw = _estimator_and_stream_kwargs(flags)
     out: dict = dict(flags=flags)
     with PoseEstimator(**est_kw) as est, tempfile.TemporaryDirectory() as tmp:
-        out.update(file=est.model_path.name, threads=est_kw["threads"],
-                   detect_every=stream_kw["detect_every"])
+        # what the estimator runs with (a preset's values included, where it has presets)
+        out.update(file=est.model_path.name, threads=est.options.threads,
+                   detect_every=stream_kw["detect_every"] or getattr(
+                       est, "detect_every_for", lambda kind: None)("video"))
         for _ in stream_with_info(est, video, max_frames=5, **stream_kw):  # warm-up
             pass
         # 1. serial: each stage timed on its own

@@ -22,6 +22,7 @@ import logging
 import math
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -33,18 +34,12 @@ import cv2
 from evopose_sdk import __version__
 from evopose_sdk.cli_shell import ArgumentParser, add_verbosity_options, run_main, setup_logging
 from evopose_sdk.errors import DetectorError, EvoPoseError, ModelError, RunInterrupted
+from evopose_sdk.presets import DEFAULT_PRESET, PRESETS
 from evopose_sdk.registry import DEFAULT_MODEL, PRECISIONS
 
 logger = logging.getLogger("evopose_sdk.cli")
 
 PROG = "evopose-infer"
-
-#: ``--fast``: the fast mode of the speed table (README, ``benchmarks/bench_runtime.py``
-#: ``MODES["fast"]``), as the options it stands for; an option given explicitly wins. Two
-#: pose threads: the detector (one thread, every 5th frame) and decoding leave the second
-#: core mostly idle, and the pose network takes it.
-FAST_PRESET: dict[str, object] = {"model": "evopose2d-s-128", "precision": "int8",
-                                  "flip": False, "detect_every": 5, "threads": 2}
 
 _EPILOG = """\
 outputs:
@@ -66,6 +61,9 @@ defaults by source (dev_val AP with detector boxes; speed on 2 CPU cores, README
   video / webcam        detector every 3rd frame, crops follow keypoints in between, no
                         flip test, tracking + One-Euro smoothing (25.6 frames/s on vtest.avi)
 
+presets (PoseEstimator(preset=...); an option given explicitly wins):
+{presets}
+
 models: a shipped file by name (evopose2d-s_int8) or a model name + --precision
   (evopose2d-s --precision int8); without --precision, PoseEstimator's default for the
   model; with --backend tflite and no --precision, the int8 file where its card is within
@@ -74,8 +72,8 @@ models: a shipped file by name (evopose2d-s_int8) or a model name + --precision
 
 examples:
   evopose-infer walk.mp4
-  evopose-infer walk.mp4 --detect-every 1 --flip --output out/   # slower, a little more accurate
-  evopose-infer walk.mp4 --fast                   # the fast mode (S-128 int8, detect every 5)
+  evopose-infer walk.mp4 --accurate --output out/  # fp32, flip test, detector every frame
+  evopose-infer walk.mp4 --fast                   # S-128 int8, detector every 5th frame
   evopose-infer 0 --max-frames 300                # webcam 0
   evopose-infer photos/ --model my_model.onnx --detector yolo11n.onnx
   evopose-infer --list-models
@@ -135,10 +133,20 @@ def _device_arg(text: str) -> str:
     return text
 
 
+def _presets_help() -> str:
+    """The epilog's lines for :data:`~evopose_sdk.presets.PRESETS`."""
+    lines = []
+    for name, preset in PRESETS.items():
+        flag = "(no flag)" if name == DEFAULT_PRESET else f"--{name}"
+        lines += textwrap.wrap(preset.summary, 88, initial_indent=f"  {flag:22}",
+                               subsequent_indent=" " * 24)
+    return "\n".join(lines)
+
+
 def build_parser() -> ArgumentParser:
     """The ``evopose-infer`` argument parser (every option documented in ``--help``)."""
     p = ArgumentParser(
-        prog=PROG, epilog=_EPILOG,
+        prog=PROG, epilog=_EPILOG.replace("{presets}", _presets_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="EvoPose2D 2D human pose on a video file, webcam, image folder or image: "
                     "writes an annotated video/images and a JSON-lines file of keypoints.")
@@ -150,10 +158,14 @@ def build_parser() -> ArgumentParser:
                    help="list the shipped models (name, precision, file, dev_val AP, ms per "
                         "person, licence, from their cards) and exit")
     g = p.add_argument_group("model")
-    g.add_argument("--fast", action="store_true",
-                   help="the fast mode: same as --model evopose2d-s-128 --precision int8 "
-                        "--detect-every 5 --threads 2 (each can still be given to override "
-                        "it)")
+    presets = g.add_mutually_exclusive_group()
+    for name, preset in PRESETS.items():
+        if name != DEFAULT_PRESET:
+            presets.add_argument(f"--{name}", dest="preset", action="store_const", const=name,
+                                 default=DEFAULT_PRESET,
+                                 help=f"the {name} preset: {preset.summary} (= "
+                                      f"{preset.flags()}; each can still be given to "
+                                      f"override it)")
     g.add_argument("--model", default=None,
                    help="shipped model name (evopose2d-s), shipped file name (evopose2d-s_int8) "
                         f"or a path to an .onnx/.tflite file with its card (default: {DEFAULT_MODEL})")
@@ -172,9 +184,9 @@ def build_parser() -> ArgumentParser:
     flip = g.add_mutually_exclusive_group()
     flip.add_argument("--flip", dest="flip", action="store_const", const=True, default=None,
                       help="flip test: also run each crop mirrored and average (about 2x the "
-                           "pose network's time for +0.013 dev_val AP). Default by source: on "
-                           "for an image or image folder (accurate), off for a video or "
-                           "webcam (fast); see 'defaults by source' below")
+                           "pose network's time for +0.016 dev_val AP with detector boxes). "
+                           "Default by source: on for an image or image folder, off for a "
+                           "video or webcam; see 'defaults by source' below")
     flip.add_argument("--no-flip", dest="flip", action="store_const", const=False,
                       help="no flip test, whatever the source")
     g.add_argument("--detector", default="default", type=_detector_arg,
@@ -183,8 +195,9 @@ def build_parser() -> ArgumentParser:
                         "(default: %(default)s)")
     v = p.add_argument_group("video")
     v.add_argument("--detect-every", type=_int_at_least(1), default=None, metavar="K",
-                   help="run the detector every K frames; in between, crops follow the previous "
-                        "frame's keypoints (default: 3 for a video or webcam, 1 for images)")
+                   help="run the detector every K frames of a video or webcam; in between, "
+                        "crops follow the previous frame's keypoints (default: 3, or the "
+                        "preset's; images: every image)")
     v.add_argument("--no-smooth", action="store_true",
                    help="disable One-Euro temporal smoothing of keypoints (video / webcam; "
                         "images are never smoothed)")
@@ -208,28 +221,15 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the options ``--fast`` stands for (:data:`FAST_PRESET`) where not given, then
-    ``--model`` DEFAULT_MODEL; returns ``args``. ``flip`` and ``detect_every`` left None
-    take PoseEstimator's and stream()'s defaults (no flip; detect every 3 frames of a
-    video, every image of a folder)."""
-    if getattr(args, "fast", False):
-        for key, value in FAST_PRESET.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
-    if args.model is None:
-        args.model = DEFAULT_MODEL
-    return args
-
-
 def estimator_options(args: argparse.Namespace) -> dict:
-    """PoseEstimator keyword arguments of parsed (preset-applied) ``args``; options left None
-    are not passed, so the estimator's defaults apply."""
-    options = dict(model=args.model, detector=args.detector, backend=args.backend,
-                   precision=args.precision, threads=args.threads, device=args.device)
-    if args.flip is not None:
-        options["flip_test"] = args.flip
-    return options
+    """PoseEstimator keyword arguments of parsed ``args``: the preset (``--fast``,
+    ``--accurate``, else ``"default"``) and the options given on the command line, which win
+    over it. Options not given are not passed, so the preset's values and then the
+    estimator's defaults apply (the flip test and ``detect_every`` by source)."""
+    given = dict(model=args.model, detector=args.detector, backend=args.backend,
+                 precision=args.precision, threads=args.threads, device=args.device,
+                 flip_test=args.flip, detect_every=args.detect_every)
+    return {"preset": args.preset, **{k: v for k, v in given.items() if v is not None}}
 
 
 def _output_paths(src, out_dir: Path) -> tuple[Path, Path]:
@@ -371,7 +371,7 @@ def _run(args: argparse.Namespace, signals: _Signals) -> int:
             # for them; a video or webcam is, unless asked not to
             tracking = False if args.no_track else None
             frames_iter = stack.enter_context(contextlib.closing(stream_with_info(
-                estimator, src, detect_every=args.detect_every,
+                estimator, src,  # detect_every: the estimator's (preset, --detect-every)
                 smoothing=False if args.no_smooth or args.no_track else None,
                 tracking=tracking, max_frames=args.max_frames)))
 
@@ -452,7 +452,7 @@ def list_models() -> str:
 
 def _main(argv: list[str]) -> int:
     parser = build_parser()
-    args = apply_preset(parser.parse_args(argv))
+    args = parser.parse_args(argv)
     if args.list_models:
         print(list_models())
         return 0

@@ -39,6 +39,7 @@ from evopose_sdk.detectors import Detector, make_detector, validate_boxes
 from evopose_sdk.errors import InputError, ModelError
 from evopose_sdk.io import DEFAULT_MAX_IMAGE_PIXELS, load_image
 from evopose_sdk.nms import oks_nms
+from evopose_sdk.presets import Preset, get_preset
 from evopose_sdk.registry import DEFAULT_MODEL, available_models, resolve_model
 from evopose_sdk.result import PoseResult
 from evopose_sdk.topdown import DEFAULT_KEYPOINT_SCORE_FLOOR, TopDownPipeline
@@ -79,6 +80,11 @@ class PoseEstimatorOptions:
             found: ONNX for a shipped model name, unless ``precision`` exists only as TFLite.
         threads: pose-network threads (None = the runtime's default: one for TFLite, all
             cores for ONNX Runtime).
+        detect_every: on a video or webcam, :meth:`PoseEstimator.stream` runs the person
+            detector every k frames and crops follow the keypoints in between, when its own
+            ``detect_every`` is not given. None (default):
+            :data:`~evopose_sdk.video.DEFAULT_DETECT_EVERY` (3). Photos always get the
+            detector on every image (:meth:`PoseEstimator.detect_every_for`).
         detector_threads: person-detector threads (None = the detector's default: one for
             the shipped SSD, which in a video runs beside the pose network).
         decode: ``"dark"``, ``"quarter"`` or ``"argmax"``.
@@ -111,6 +117,7 @@ class PoseEstimatorOptions:
     backend: str | None = None
     threads: int | None = None
     detector_threads: int | None = None
+    detect_every: int | None = None
     decode: str = "dark"
     box_padding: float = 1.25
     max_people: int = 32
@@ -141,10 +148,26 @@ class PoseEstimatorOptions:
         if self.max_batch is not None and int(self.max_batch) < 1:
             raise ValueError(f"max_batch must be >= 1 or None; received {self.max_batch}")
         parse_device(self.device)  # ValueError naming the known devices
-        for name in ("threads", "detector_threads"):
+        for name in ("threads", "detector_threads", "detect_every"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ValueError(f"{name} must be >= 1 or None; received {value}")
+        if self.detect_every is not None and not isinstance(self.detect_every, int | np.integer):
+            raise ValueError(f"detect_every must be an integer >= 1 or None; received "
+                             f"{self.detect_every!r}")
+
+    @classmethod
+    def from_preset(cls, preset: str | Preset | None = None, **overrides: Any
+                    ) -> PoseEstimatorOptions:
+        """The options of a named preset (:data:`~evopose_sdk.presets.PRESETS`: ``"default"``,
+        ``"fast"``, ``"accurate"``), with ``overrides`` winning over the preset's values.
+
+        Raises:
+            ValueError: an unknown preset. TypeError: an unknown option name.
+        """
+        chosen = get_preset(preset)
+        _check_option_names(overrides, {f.name for f in fields(cls)}, "PoseEstimator")
+        return cls(**{**chosen.options(), **overrides})
 
 
 #: A shipped model's int8 file is the default when its card's dev_val AP (ground-truth boxes,
@@ -189,26 +212,36 @@ class PoseEstimator:
             people = est("photo.jpg")
             cv2.imwrite("out.jpg", people.draw(cv2.imread("photo.jpg")))
 
+        with PoseEstimator(preset="fast") as est:     # S-128 int8, detector every 5th frame
+            for frame, people in est.stream("walk.mp4"):
+                ...
+
     Args:
         model: see :class:`PoseEstimatorOptions` (all its fields are keyword arguments here).
-        options: a complete :class:`PoseEstimatorOptions` instead of keyword arguments.
+        preset: ``"default"``, ``"fast"`` or ``"accurate"``
+            (:data:`~evopose_sdk.presets.PRESETS`): the options it sets, under any given here.
+        options: a complete :class:`PoseEstimatorOptions` instead of a preset and keyword
+            arguments.
 
     Raises:
+        ValueError: an unknown preset or a bad option value. TypeError: an unknown option.
         ModelError: the model cannot be found, its card does not match, or it is not a pose
             model. DetectorError: the detector cannot be built.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *,
+                 preset: str | Preset | None = None,
                  options: PoseEstimatorOptions | None = None, **kwargs: Any) -> None:
-        if options is not None and (kwargs or model is not None):
-            raise TypeError("pass either options=PoseEstimatorOptions(...) or keyword "
-                            "arguments, not both")
+        if options is not None and (kwargs or model is not None or preset is not None):
+            raise TypeError("pass either options=PoseEstimatorOptions(...) or a preset and "
+                            "keyword arguments, not both")
+        #: the preset the options came from (None when ``options`` was given)
+        self.preset: Preset | None = None
         if options is None:
-            _check_option_names(kwargs, {f.name for f in fields(PoseEstimatorOptions)},
-                                 "PoseEstimator")
             if model is not None:
                 kwargs["model"] = model
-            options = PoseEstimatorOptions(**kwargs)
+            self.preset = get_preset(preset)
+            options = PoseEstimatorOptions.from_preset(self.preset, **kwargs)
         self.options = options
         backend = options.backend
         precision = options.precision
@@ -265,6 +298,14 @@ class PoseEstimator:
             return bool(self.options.flip_test)
         return kind == "images"
 
+    def detect_every_for(self, kind: str) -> int:
+        """How often :meth:`stream` runs the person detector on frames of a source ``kind``
+        when it is not told: every image for ``"images"`` (photos are estimated alone), else
+        the ``detect_every`` option, or :data:`~evopose_sdk.video.DEFAULT_DETECT_EVERY`."""
+        if kind == "images":
+            return 1
+        return int(self.options.detect_every or video.DEFAULT_DETECT_EVERY)
+
     # -- context manager ---------------------------------------------------------------
     def __enter__(self) -> PoseEstimator:
         return self
@@ -279,9 +320,11 @@ class PoseEstimator:
 
     def __repr__(self) -> str:
         o = self.options
-        return (f"PoseEstimator(model={self.card.name!r}, file={self.model_path.name!r}, "
+        preset = f"preset={self.preset.name!r}, " if self.preset is not None else ""
+        return (f"PoseEstimator({preset}model={self.card.name!r}, "
+                f"file={self.model_path.name!r}, "
                 f"detector={type(self.detector).__name__}, flip_test={o.flip_test}, "
-                f"device={self.device!r}, "
+                f"detect_every={o.detect_every}, device={self.device!r}, "
                 f"decode={o.decode!r})")
 
     # -- public calls ------------------------------------------------------------------

@@ -296,8 +296,9 @@ def stream_with_info(
     if smoother is not None and tracker is None:
         logger.warning("smoothing needs tracking (it filters each track); smoothing is off")
         smoother = None
-    if detect_every is None:
-        detect_every = 1 if photos else DEFAULT_DETECT_EVERY
+    if detect_every is None:  # the estimator's (its preset's), else by source
+        detect_every = estimator.detect_every_for(src.kind) if hasattr(
+            estimator, "detect_every_for") else (1 if photos else DEFAULT_DETECT_EVERY)
     elif photos and tracker is None and detect_every > 1:  # no crops from another photo
         logger.info("images are estimated alone: the detector runs on every image "
                     "(detect_every=%d applies to a video or tracked frames)", detect_every)
@@ -463,7 +464,8 @@ def stream(
             :class:`FrameSource`.
         detect_every: run the person detector every k frames; in between, crops come from
             the previous frame's keypoints (see :func:`keypoint_boxes`). None (default):
-            :data:`DEFAULT_DETECT_EVERY` (3) for a video or webcam, 1 for images.
+            the estimator's ``detect_every_for(kind)`` (its ``detect_every`` option or
+            preset for a video or webcam, else :data:`DEFAULT_DETECT_EVERY`, 3; 1 for images).
         smoothing: ``True`` / ``"one-euro"`` for One-Euro smoothing of keypoints per track,
             ``False`` for raw keypoints, or a configured :class:`KeypointSmoother`. None
             (default): by source, on for a video or webcam (with tracking), off for images.

@@ -69,40 +69,29 @@ def test_usage_errors_exit_2_with_hint(argv, expected, capsys):
     assert "Traceback" not in err
 
 
-def test_fast_preset_fills_only_what_is_not_given():
-    from evopose_sdk.cli import FAST_PRESET, apply_preset
-    from evopose_sdk.registry import DEFAULT_MODEL
+def test_preset_flags_pass_the_preset_and_only_the_options_given():
+    """--fast / --accurate name a preset; what the command line gives is passed on top of it
+    and nothing else, so the preset and then the estimator's defaults fill the rest (the
+    values themselves: tests/test_presets.py)."""
+    from evopose_sdk.cli import estimator_options
 
-    plain = apply_preset(build_parser().parse_args(["x.mp4"]))
-    # flip and detect-every left to PoseEstimator's and stream()'s defaults
-    assert (plain.model, plain.detect_every, plain.precision, plain.flip, plain.threads) == \
-        (DEFAULT_MODEL, None, None, None, None)
-    fast = apply_preset(build_parser().parse_args(["x.mp4", "--fast"]))
-    assert (fast.model, fast.precision, fast.flip, fast.detect_every, fast.threads) == \
-        ("evopose2d-s-128", "int8", False, 5, 2)
-    assert apply_preset(build_parser().parse_args(["x.mp4", "--fast", "--flip"])).flip is True
-    mixed = apply_preset(build_parser().parse_args(
-        ["x.mp4", "--fast", "--detect-every", "3", "--threads", "1"]))
-    assert (mixed.model, mixed.detect_every, mixed.threads) == ("evopose2d-s-128", 3, 1)
-    # the benchmark's fast mode is this preset
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from bench_runtime import MODES
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    est, stream = MODES["fast"]["est"], MODES["fast"]["stream"]
-    assert MODES["fast"]["cli"] == "--fast"
-    assert (est["model"], est["precision"], est["flip_test"], est["threads"],
-            stream["detect_every"]) == (FAST_PRESET["model"], FAST_PRESET["precision"], False,
-                                        FAST_PRESET["threads"], FAST_PRESET["detect_every"])
+    def options(*flags):
+        return estimator_options(build_parser().parse_args(["x.mp4", *flags]))
+
+    assert options() == {"preset": "default", "detector": "default"}
+    assert options("--fast") == {"preset": "fast", "detector": "default"}
+    assert options("--accurate", "--threads", "1", "--detect-every", "2") == {
+        "preset": "accurate", "detector": "default", "threads": 1, "detect_every": 2}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["x.mp4", "--fast", "--accurate"])
 
 
 def test_flip_options_reach_the_estimator_only_when_given():
-    from evopose_sdk.cli import apply_preset, estimator_options
+    from evopose_sdk.cli import estimator_options
     from evopose_sdk.estimator import PoseEstimatorOptions
 
     def options(*flags):
-        return estimator_options(apply_preset(build_parser().parse_args(["x.mp4", *flags])))
+        return estimator_options(build_parser().parse_args(["x.mp4", *flags]))
 
     # not given: PoseEstimator's by-source default (photos flip, video does not)
     assert "flip_test" not in options() and PoseEstimatorOptions().flip_test is None

@@ -130,9 +130,9 @@ def test_none_input_names_cv2_imread(est):
 def test_backend_tflite_picks_the_int8_file(caplog):
     """Was: --backend tflite took fp16, the slowest file (19.5 fps against 35.6 for int8),
     with a warning."""
-    from evopose_sdk.cli import apply_preset, build_parser, estimator_options
+    from evopose_sdk.cli import build_parser, estimator_options
 
-    args = apply_preset(build_parser().parse_args(["x.jpg", "--backend", "tflite"]))
+    args = build_parser().parse_args(["x.jpg", "--backend", "tflite"])
     with caplog.at_level(logging.WARNING, logger="evopose_sdk"):
         with PoseEstimator(**estimator_options(args)) as est:
             assert est.model_path.name == "evopose2d-s_int8.tflite"
