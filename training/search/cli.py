@@ -40,9 +40,6 @@ PROG = "evopose-search"
 #: Set for the child that runs a cluster search (see :func:`_drive`): the file descriptor of
 #: the pipe on which it tells its parent the head's GCS address and its own exit code.
 DRIVER_FD_ENV = "EVOPOSE_SEARCH_DRIVER_FD"
-#: Seconds the parent waits for a silent head to refuse connections before it calls the
-#: cluster lost (RayExecutor's head_timeout_s).
-HEAD_TIMEOUT_S = 15.0
 
 
 def _add_exec_args(p: argparse.ArgumentParser) -> None:
@@ -113,6 +110,7 @@ def _drive(argv: list[str], search_dir: str, address: str) -> int:
     is called lost when its head refuses connections within ``HEAD_TIMEOUT_S``).
     """
     from evopose_sdk.training.search.ray_runner import (  # noqa: PLC0415
+        HEAD_TIMEOUT_S,
         SearchClusterError,
         port_answers,
         resume_hint,

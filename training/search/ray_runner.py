@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 #: the longest one check waits for the head's answer.
 _POLL_S = 2.0
 
+#: Seconds the cluster's head may stay silent before the search calls the cluster lost.
+HEAD_TIMEOUT_S = 15.0
+
 #: Environment of the worker processes (quiet TensorFlow, the driver's Keras backend).
 _ENV_KEYS = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS",
              "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE")
@@ -140,7 +143,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, workers: int | None = None,
                  gpus_per_child: float = 1.0, cpus_per_child: float | None = None,
-                 max_retries: int = 3, head_timeout_s: float = 15.0) -> None:
+                 max_retries: int = 3, head_timeout_s: float = HEAD_TIMEOUT_S) -> None:
         if not ray_available():
             raise SearchClusterError("Ray is not installed: pip install 'evopose-sdk[search]' "
                                      "(or run the search sequentially)")
