@@ -20,10 +20,8 @@ import argparse
 import contextlib
 import logging
 import math
-import signal
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -36,6 +34,7 @@ from evopose_sdk.cli_shell import ArgumentParser, add_verbosity_options, run_mai
 from evopose_sdk.errors import DetectorError, EvoPoseError, ModelError, RunInterrupted
 from evopose_sdk.presets import DEFAULT_PRESET, PRESETS
 from evopose_sdk.registry import DEFAULT_MODEL, PRECISIONS
+from evopose_sdk.signals import StopSignals
 
 logger = logging.getLogger("evopose_sdk.cli")
 
@@ -242,40 +241,6 @@ def _output_paths(src, out_dir: Path) -> tuple[Path, Path]:
     return out_dir / f"{stem}.mp4", out_dir / f"{stem}.jsonl"
 
 
-class _Signals:
-    """SIGINT/SIGTERM handling for a run (main thread only).
-
-    While ``graceful`` (frames are streaming) the first signal only records its name, so the
-    loop ends after the current frame and the outputs are finalised; a second signal, or
-    any signal before the loop, raises KeyboardInterrupt (outputs are dropped). After the
-    loop (``finishing``) signals are recorded and ignored, so finalising is never cut short.
-    A signal ignored when the run starts (SIG_IGN) stays ignored.
-    """
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self.graceful = self.finishing = False
-        self._old: dict[int, object] = {}
-
-    def __enter__(self) -> _Signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        first = self.received is None
-        self.received = self.received or signal.Signals(signum).name
-        if self.finishing or (self.graceful and first):
-            return
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def _make_output_dir(out_dir: Path) -> list[Path]:
     """Create ``out_dir`` (and parents); returns the folders created, outermost first."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -314,11 +279,11 @@ def _summary(args: argparse.Namespace, frames: int, total: int | None, people: i
 
 def run(args: argparse.Namespace) -> int:
     """Run inference for parsed ``args``; returns the exit code (0, or 130 if interrupted)."""
-    with _Signals() as signals:
+    with StopSignals() as signals:  # graceful while frames stream, finishing after
         return _run(args, signals)
 
 
-def _run(args: argparse.Namespace, signals: _Signals) -> int:
+def _run(args: argparse.Namespace, signals: StopSignals) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 

@@ -21,13 +21,12 @@ import argparse
 import difflib
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 
 from evopose_sdk._env import set_env_defaults
 from evopose_sdk.errors import EvoPoseError, RunInterrupted
+from evopose_sdk.signals import StopSignals
 
 logger = logging.getLogger("evopose_sdk.cli")
 
@@ -158,42 +157,6 @@ def _remove_handlers() -> None:
         handler.close()
 
 
-class _Interrupts:
-    """SIGINT and SIGTERM raise ``KeyboardInterrupt("SIGINT")`` (or ``"SIGTERM"``) while
-    active, except a signal the process started with ignored; commands that stop gracefully
-    install their own handlers inside. A KeyboardInterrupt that Python could not raise (the
-    signal came while it ran a finaliser or a gc callback, e.g. TensorFlow's) is kept in
-    ``swallowed``, silently, so the command still ends with exit 130."""
-
-    def __init__(self) -> None:
-        self.swallowed: str | None = None
-        self._old: dict[int, object] = {}
-        self._old_hook = sys.unraisablehook
-
-    def __enter__(self) -> _Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    self._old[sig] = signal.signal(sig, self._handle)
-            sys.unraisablehook = self._unraisable
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        sys.unraisablehook = self._old_hook
-
-    @staticmethod
-    def _handle(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    def _unraisable(self, info: sys.UnraisableHookArgs) -> None:
-        if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
-            self.swallowed = self.swallowed or (str(info.exc_value) or "SIGINT")
-        else:
-            self._old_hook(info)
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -224,7 +187,9 @@ def run_main(prog: str, body: Callable[[list[str]], int], argv: Sequence[str] | 
     setup_logging(prog)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        with _Interrupts() as interrupts:
+        # a signal interrupts at once; commands that stop gracefully set their own phases
+        # inside (evopose-infer's frame loop, the trainer)
+        with StopSignals(catch_unraisable=True) as interrupts:
             code = body(args)
         if interrupts.swallowed:
             raise KeyboardInterrupt(interrupts.swallowed)

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from evopose_sdk.backends import native_stderr_to_log
+from evopose_sdk.background import BackgroundIterator
 from evopose_sdk.errors import EvoPoseError, VideoError
 from evopose_sdk.io import read_image
 from evopose_sdk.smoothing import KeypointSmoother
@@ -309,7 +310,7 @@ def stream_with_info(
     detector_lock = threading.Lock()  # one detector call at a time (cv2.dnn is not re-entrant)
     frames = _decoded(src, estimator if staged else None, detect_every, max_frames, detector_lock)
     if pipeline and staged:
-        frames = _Background(frames, depth=4)  # hides a detector frame (~2 pose frames)
+        frames = BackgroundIterator(frames, depth=4)  # hides a detector frame (~2 pose frames)
     previous: PoseResult | None = None
     try:
         for info, frame, detections, decode_ms in frames:
@@ -374,73 +375,6 @@ def _decoded(src: FrameSource, estimator: Any, detect_every: int, max_frames: in
                 boxes, scores = estimator.detect(frame)
             detections = (boxes, scores, (time.perf_counter() - t1) * 1e3)
         yield info, frame, detections, (t1 - t0) * 1e3
-
-
-class _Background:
-    """Run an iterator in a worker thread, up to ``depth`` items ahead; items, and an
-    exception it raises, come out in order. ``close()`` stops and joins the worker.
-
-    Video decoding and the person detector (OpenCV and onnxruntime release the GIL) then run
-    for frame t+1 while the pose network runs for frame t: two stages on two cores.
-    """
-
-    _END = object()
-
-    def __init__(self, items: Iterator[Any], depth: int = 2) -> None:
-        import queue
-
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._items = items
-        self._thread = threading.Thread(target=self._work, name="evopose-decode-detect",
-                                        daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        import queue
-
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _work(self) -> None:
-        try:
-            for item in self._items:
-                if not self._put(item):
-                    return
-            self._put(self._END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-            self._put(exc)
-
-    def __iter__(self) -> _Background:
-        return self
-
-    def __next__(self) -> Any:
-        if self._stop.is_set():
-            raise StopIteration
-        item = self._queue.get()
-        if item is self._END:
-            self.close()
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self.close()
-            raise item
-        return item
-
-    def close(self) -> None:
-        import queue
-
-        self._stop.set()
-        while self._thread.is_alive():
-            try:  # free a slot so a blocked put() sees the stop flag
-                self._queue.get(timeout=0.05)
-            except queue.Empty:
-                pass
-            self._thread.join(timeout=0.05)
 
 
 def stream(

@@ -12,10 +12,7 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import shutil
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ import cv2
 import numpy as np
 
 from evopose_sdk.atomic import atomic_temp_path, publish
+from evopose_sdk.background import BackgroundSink  # the writers' thread (evopose-infer)
 from evopose_sdk.errors import VideoError
 
 __all__ = ["AtomicVideoWriter", "JsonLinesWriter", "ImageFolderWriter", "BackgroundSink",
@@ -282,74 +280,3 @@ class ImageFolderWriter(_AtomicBase):
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
-
-
-class BackgroundSink:
-    """Call ``fn(*item)`` for each item :meth:`put`, in order, on a worker thread.
-
-    ``evopose-infer`` draws, encodes and writes frame t here while the pose network runs on
-    frame t+1 (OpenCV's drawing and encoding release the GIL). At most ``depth`` items wait;
-    :meth:`put` blocks when they do. An exception raised by ``fn`` is raised again by the next
-    :meth:`put` or by :meth:`close`; later items are dropped. As a context manager, a normal
-    exit waits for every item (:meth:`close`) and an exception stops the worker without
-    finishing them (:meth:`abort`), so the writers' own exits then publish or drop the files.
-    """
-
-    _END = object()
-
-    def __init__(self, fn: Callable[..., None], depth: int = 4,
-                 name: str = "evopose-write") -> None:
-        self._fn = fn
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            if self._error is not None or self._stop.is_set():
-                continue  # drop: the consumer is told, or is leaving
-            try:
-                self._fn(*item)
-            except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
-                self._error = exc
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            self._stop.set()
-            raise error
-
-    def put(self, *item: Any) -> None:
-        """Queue one call of ``fn(*item)``; raises what an earlier call raised."""
-        self._raise()
-        if not self._thread.is_alive():
-            raise VideoError("the output thread has stopped")
-        self._queue.put(item)
-
-    def close(self) -> None:
-        """Wait until every queued item is done; raises what a call raised."""
-        if self._thread.is_alive():
-            self._queue.put(self._END)
-            self._thread.join()
-        self._raise()
-
-    def abort(self) -> None:
-        """Stop the worker, dropping the items still queued."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._queue.put(self._END)  # the worker drops items, so a slot frees quickly
-            self._thread.join()
-
-    def __enter__(self) -> BackgroundSink:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

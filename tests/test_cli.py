@@ -401,33 +401,3 @@ def test_interrupt_keeps_the_frames_done(model, tmp_path, sig):
         n_read += 1
     cap.release()
     assert n_read == n
-
-
-def test_signal_phases_stop_at_once_keep_work_or_ignore():
-    """Before the frame loop a signal stops at once; in it the first only asks to stop after
-    the frame in hand and a second stops at once; while finalising, signals are ignored."""
-    from evopose_sdk.cli import _Signals
-
-    # a shell's background job (pytest started with `&`) inherits SIGINT ignored, which
-    # _Signals rightly keeps ignored; test the case of a terminal's Ctrl-C
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        with _Signals(), pytest.raises(KeyboardInterrupt, match="SIGTERM"):
-            signal.raise_signal(signal.SIGTERM)
-        with _Signals() as sig:
-            sig.graceful = True
-            signal.raise_signal(signal.SIGINT)
-            assert sig.received == "SIGINT"
-            with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
-                signal.raise_signal(signal.SIGTERM)
-        with _Signals() as sig:
-            sig.graceful = True
-            signal.raise_signal(signal.SIGTERM)
-            sig.finishing = True
-            signal.raise_signal(signal.SIGTERM)
-            signal.raise_signal(signal.SIGINT)
-            assert sig.received == "SIGTERM"
-        assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
-    finally:
-        signal.signal(signal.SIGINT, inherited)

@@ -15,7 +15,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from keras import ops
 
 from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.codec import HeatmapCodec
+from evopose_sdk.signals import StopSignals
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import evaluate, quantize, transfer
 from evopose_sdk.training import genotype as gt
@@ -51,29 +51,13 @@ from evopose_sdk.training.sources import load_sources, train_sources, val_source
 log = logging.getLogger(__name__)
 
 
-class _StopFlag:
-    """SIGINT/SIGTERM -> finish the current step, checkpoint, return (a 2nd SIGINT aborts)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        log.warning("signal %d: stopping after this step with a checkpoint", signum)
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
+def _stop_signals() -> StopSignals:
+    """SIGINT/SIGTERM during training: finish the current step, checkpoint and return; a
+    second SIGINT aborts at once. Installed also where the process started with the signals
+    ignored (``keep_ignored=False``), as the trainer's handler always was."""
+    return StopSignals(graceful=True, abort_on=(signal.SIGINT,), keep_ignored=False,
+                       on_stop=lambda name: log.warning(
+                           "%s: stopping after this step with a checkpoint", name))
 
 
 def _progress(cfg: Mapping, total: int, initial: int):
@@ -161,7 +145,7 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
         stop_reason = f"max_steps={max_steps}"
         last_path = run.root / state["checkpoint"]
     try:
-        with _StopFlag() as stop, BatchLoader(
+        with _stop_signals() as stop, BatchLoader(
                 batches, int(cfg["data"]["workers"]), bool(cfg["data"]["use_multiprocessing"]),
                 int(cfg["data"]["prefetch"])) as loader:
             while step < total_steps and not stop_reason:
@@ -207,7 +191,7 @@ def train(config: Mapping | str | os.PathLike, overrides=(), resume: str = "auto
                         saved_at = step
                     if max_steps is not None and step >= max_steps:
                         stop_reason = f"max_steps={max_steps}"
-                    elif stop.requested:
+                    elif stop.received:
                         stop_reason = "signal"
                     if stop_reason:
                         break
