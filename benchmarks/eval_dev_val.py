@@ -8,7 +8,8 @@ into one ground-truth dict in memory; ids are unique across the files):
    real runtime, :class:`evopose_sdk.PoseEstimator` (2 threads):
 
    * ground-truth boxes, flip test on and off (``estimate_boxes(image, gt_xyxy, nms=False)``);
-   * the default detector (SSD-MobileNetV2, ``est.estimate(image)``), flip test on;
+   * the default detector (SSD-MobileNetV2, ``est.estimate(image)``), flip test on
+     (:func:`run_ours` takes any detector spec: ``detector_sweep.py --ap``);
    * for the first fp32 ONNX file also decoder ``"quarter"`` next to ``"dark"`` (GT boxes,
      flip on), so the better default decoder can be picked.
 
@@ -71,12 +72,21 @@ log = logging.getLogger("eval_dev_val")
 # --------------------------------------------------------------------------- data
 
 
-def load_dev_val(data: Path, sources: tuple[str, ...] = DEV_SOURCES) -> dict[str, Any]:
+#: COCO people without keypoint labels in the coco128 dev_val images (tools/coco128_ignore_boxes.py)
+COCO128_IGNORE = REPO / "benchmarks" / "data" / "coco128_dev_val_ignore_boxes.json"
+
+
+def load_dev_val(data: Path, sources: tuple[str, ...] = DEV_SOURCES,
+                 extra_ignore: Path | None = None) -> dict[str, Any]:
     """Merge ``<source>/annotations.json`` dev_val images and their people into one COCO dict.
 
     Each image gets ``path`` (absolute file path), ``source`` and ``ignore_boxes`` (list of xywh,
     empty when unknown); annotations keep ``iscrowd``, ``area``, ``num_keypoints``.
+    ``extra_ignore`` (e.g. :data:`COCO128_IGNORE`): a JSON of ``images: {file_name: [xywh]}``
+    for coco128 images, whose ignore boxes the shared data lacks; it fills them in (the
+    detector rows then stop charging detections of unlabelled people as false positives).
     """
+    extra = json.loads(extra_ignore.read_text())["images"] if extra_ignore is not None else {}
     images: list[dict] = []
     anns: list[dict] = []
     categories = None
@@ -91,11 +101,14 @@ def load_dev_val(data: Path, sources: tuple[str, ...] = DEV_SOURCES) -> dict[str
             if im.get("split") != SPLIT:
                 continue
             keep[im["id"]] = im
+            ignore = im.get("ignore_boxes")
+            if ignore is None and src == "coco128" and im["file_name"] in extra:
+                ignore = extra[im["file_name"]]
             images.append({"id": im["id"], "file_name": im["file_name"], "width": im["width"],
                            "height": im["height"], "source": src,
                            "path": str(data / src / "images" / im["file_name"]),
-                           "ignore_boxes": [list(map(float, b)) for b in im.get("ignore_boxes", [])],
-                           "has_ignore_info": "ignore_boxes" in im})
+                           "ignore_boxes": [list(map(float, b)) for b in ignore or []],
+                           "has_ignore_info": ignore is not None})
         for a in d["annotations"]:
             if a["image_id"] in keep:
                 anns.append({k: a[k] for k in ("id", "image_id", "category_id", "iscrowd",
@@ -175,16 +188,18 @@ def _finish_scores(results: list[dict]) -> str:
 
 
 def run_ours(model: Path, gt: dict, boxes: str, flip: bool, decode: str, quiet: bool,
-             det_threshold: float | None = None) -> dict:
+             det_threshold: float | None = None, detector: str = "default",
+             det_nms: float | None = None) -> dict:
     """One evaluation row through :class:`evopose_sdk.PoseEstimator`.
 
-    ``det_threshold`` overrides the detector's score threshold (detector rows; None = default).
+    Detector rows use ``detector`` (a :func:`~evopose_sdk.detectors.make_detector` spec);
+    ``det_threshold`` / ``det_nms`` override its score threshold / NMS IoU (None = its own).
     """
     from evopose_sdk import PoseEstimator
 
     kw: dict[str, Any] = dict(model=str(model), flip_test=flip, decode=decode, threads=THREADS,
-                              detector_score_threshold=det_threshold)
-    kw["detector"] = "default" if boxes == "detector" else "whole-image"
+                              detector_score_threshold=det_threshold, detector_nms_iou=det_nms)
+    kw["detector"] = detector if boxes == "detector" else "whole-image"
     by_image: dict[int, list[dict]] = {}
     for a in gt["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
@@ -221,7 +236,9 @@ def run_ours(model: Path, gt: dict, boxes: str, flip: bool, decode: str, quiet: 
     score_source = _finish_scores(results)
     row = dict(model=card.name, file=model.name, precision=card.precision,
                format=card.file_format, input_hw=list(card.input_size), boxes=boxes, flip=flip,
-               decode=decode, detector_threshold=det_threshold, score_source=score_source, zero_score_results=zero,
+               decode=decode, detector=detector if boxes == "detector" else None,
+               detector_threshold=det_threshold, detector_nms=det_nms,
+               score_source=score_source, zero_score_results=zero,
                people_posed=people,
                detections_ignored=dropped, results=len(results),
                ms_per_person=1e3 * elapsed / max(people, 1),

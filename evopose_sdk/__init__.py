@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "Detector": "evopose_sdk.detectors",
     "SSDMobileNetDetector": "evopose_sdk.detectors",
     "SSDPersonOnnxDetector": "evopose_sdk.detectors",
+    "YOLOXOnnxDetector": "evopose_sdk.detectors",
     "YOLOOnnxDetector": "evopose_sdk.detectors",
     "UltralyticsDetector": "evopose_sdk.detectors",
     "StaticBoxes": "evopose_sdk.detectors",
@@ -46,6 +47,7 @@ __all__ = [
     "Detector",
     "SSDMobileNetDetector",
     "SSDPersonOnnxDetector",
+    "YOLOXOnnxDetector",
     "YOLOOnnxDetector",
     "UltralyticsDetector",
     "StaticBoxes",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
         UltralyticsDetector,
         WholeImage,
         YOLOOnnxDetector,
+        YOLOXOnnxDetector,
         make_detector,
     )
     from evopose_sdk.errors import DetectorError, EvoPoseError, InputError, ModelError, VideoError

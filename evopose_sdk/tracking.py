@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ByteTracker", "box_iou"]
+__all__ = ["ByteTracker", "box_iou", "assign_by_iou"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def box_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def _assign(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
+def assign_by_iou(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
     """Pairs (row, col) maximising total IoU with every pair's IoU >= ``min_iou``."""
     if iou.size == 0:
         return []
@@ -153,7 +153,7 @@ class ByteTracker:
         iou = box_iou(boxes[high], pred)
         if lost.any():
             iou[:, lost] = np.maximum(iou[:, lost], box_iou(boxes[high], last[lost]))
-        for r, c in _assign(iou, self.match_iou):
+        for r, c in assign_by_iou(iou, self.match_iou):
             d, t = int(high[r]), tracks[c]
             t.update(boxes[d], self.momentum)
             ids[d] = t.track_id
@@ -161,7 +161,7 @@ class ByteTracker:
         # 2) low-score boxes vs still-unmatched tracks that were active last frame
         rest = [i for i, t in enumerate(tracks) if i not in matched_tracks and t.lost == 0]
         if len(low) and rest:
-            for r, c in _assign(box_iou(boxes[low], pred[rest]), self.low_match_iou):
+            for r, c in assign_by_iou(box_iou(boxes[low], pred[rest]), self.low_match_iou):
                 d, t = int(low[r]), tracks[rest[c]]
                 t.update(boxes[d], self.momentum)
                 ids[d] = t.track_id

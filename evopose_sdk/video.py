@@ -308,7 +308,8 @@ def stream_with_info(
     flip = {"flip_test": estimator.flip_for(src.kind)} if hasattr(estimator, "flip_for") else {}
     staged = hasattr(estimator, "detect") and hasattr(estimator, "estimate_detections")
     detector_lock = threading.Lock()  # one detector call at a time (cv2.dnn is not re-entrant)
-    frames = _decoded(src, estimator if staged else None, detect_every, max_frames, detector_lock)
+    frames = _decoded(src, estimator if staged else None, detect_every, max_frames, detector_lock,
+                      flip)
     if pipeline and staged:
         frames = BackgroundIterator(frames, depth=4)  # hides a detector frame (~2 pose frames)
     previous: PoseResult | None = None
@@ -325,7 +326,7 @@ def stream_with_info(
                     or tuple(previous.image_hw) != frame.shape[:2]):  # off-schedule detection
                 t0 = time.perf_counter()
                 with detector_lock:
-                    boxes, scores = estimator.detect(frame)
+                    boxes, scores = estimator.detect(frame, **flip)
                 result = estimator.estimate_detections(frame, boxes, scores,
                                                        (time.perf_counter() - t0) * 1e3, **flip)
             else:
@@ -355,10 +356,11 @@ Detections = tuple[np.ndarray, np.ndarray, float]  # boxes_xyxy (n, 4), scores (
 
 
 def _decoded(src: FrameSource, estimator: Any, detect_every: int, max_frames: int | None,
-             detector_lock: threading.Lock) -> Iterator[tuple[FrameInfo, np.ndarray,
-                                                              Detections | None, float]]:
+             detector_lock: threading.Lock, flip: dict[str, bool] | None = None
+             ) -> Iterator[tuple[FrameInfo, np.ndarray, Detections | None, float]]:
     """``(info, frame, detections, decode_ms)`` for each frame; ``detections`` on the
-    detector's schedule (frames 0, k, 2k, ...) when ``estimator`` is given, else None."""
+    detector's schedule (frames 0, k, 2k, ...) when ``estimator`` is given, else None;
+    ``flip`` (``{"flip_test": ...}``) goes to its ``detect``."""
     frames = iter(src)
     while True:
         t0 = time.perf_counter()
@@ -372,7 +374,7 @@ def _decoded(src: FrameSource, estimator: Any, detect_every: int, max_frames: in
         detections = None
         if estimator is not None and info.index % detect_every == 0:
             with detector_lock:
-                boxes, scores = estimator.detect(frame)
+                boxes, scores = estimator.detect(frame, **(flip or {}))
             detections = (boxes, scores, (time.perf_counter() - t1) * 1e3)
         yield info, frame, detections, (t1 - t0) * 1e3
 
