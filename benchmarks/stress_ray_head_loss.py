@@ -59,6 +59,8 @@ def _how(line: str) -> str:
     m = re.search(r"died \((\w+)", line)
     if m:
         return m.group(1)
+    if "ended without a word" in line:
+        return "driver ended by Ray (said by its parent)"
     return "head silent" if "has not answered" in line else "listed dead" if line else ""
 
 
