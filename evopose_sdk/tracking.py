@@ -1,9 +1,12 @@
 """Persistent person ids across video frames: a ByteTrack-style box tracker.
 
 Association follows ByteTrack (Zhang et al., ECCV 2022): detections are split by score;
-high-score boxes are matched first to every live track (active and recently lost) by IoU,
-then the low-score boxes are matched to the active tracks that are still unmatched, which
-keeps ids through occlusion without starting tracks on false positives. Track boxes are
+boxes whose track is known (a crop that followed its keypoints) keep it; then high-score boxes
+are matched to every other live track (active and recently lost) by IoU,
+then the low-score boxes are matched to the tracks that are still unmatched (ByteTrack: the
+active ones only; here lost ones too, as a low box that matches nothing starts a track),
+which keeps ids through occlusion. :class:`DetectorGapFiller` keeps the people a detector
+misses for a few frames in a video's results, posed from their keypoint boxes. Track boxes are
 predicted forward with a smoothed constant-velocity model before matching.
 
 The optimal assignment is solved with ``lap.lapjv`` (PyPI ``lap``: a small, maintained,
@@ -22,10 +25,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["ByteTracker", "box_iou", "assign_by_iou"]
+if TYPE_CHECKING:
+    from evopose_sdk.result import PoseResult
+
+__all__ = ["ByteTracker", "DetectorGapFiller", "box_iou", "assign_by_iou"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,19 +105,23 @@ class ByteTracker:
         high_score: boxes scoring at least this take part in the first association.
         low_score: boxes below this are ignored; those in [low_score, high_score) only
             extend existing tracks (second association).
-        new_track_score: an unmatched box starts a new track if it scores at least this.
+        new_track_score: an unmatched box starts a new track if it scores at least this
+            (and ``low_score``). 0.3, the default detector's threshold: every person the
+            video pipeline poses gets an id (was 0.5, which left 0.3-0.5 boxes at -1).
         match_iou: minimum IoU for the first association (predicted track vs box).
-        low_match_iou: minimum IoU for the second association (low-score boxes).
+        low_match_iou: minimum IoU for the second association (low-score boxes). 0.3 (ByteTrack:
+            0.5): a detector box and the keypoint box a track last had differ in shape, and a
+            person whose low box matched nothing got a new id (demo.mp4's woman at frame 108).
         max_lost: frames a track survives unmatched before it is dropped.
         momentum: smoothing of the per-frame box velocity (0 = last step only).
 
     ``update(boxes, scores)`` returns one id per box (int64), -1 where a box was not
-    associated (low score, or a new box below ``new_track_score``). Ids start at 1.
+    associated (below ``low_score``, or a new box below ``new_track_score``). Ids start at 1.
     """
 
     def __init__(self, high_score: float = 0.5, low_score: float = 0.1,
-                 new_track_score: float = 0.5, match_iou: float = 0.2,
-                 low_match_iou: float = 0.5, max_lost: int = 30, momentum: float = 0.8) -> None:
+                 new_track_score: float = 0.3, match_iou: float = 0.2,
+                 low_match_iou: float = 0.3, max_lost: int = 30, momentum: float = 0.8) -> None:
         if not 0 <= low_score <= high_score:
             raise ValueError(f"need 0 <= low_score <= high_score; received {low_score}, {high_score}")
         if max_lost < 0:
@@ -130,8 +141,14 @@ class ByteTracker:
         """Live tracks (active or lost but not yet dropped)."""
         return len(self._tracks)
 
-    def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray,
+               known_ids: np.ndarray | None = None) -> np.ndarray:
         """Associate this frame's ``boxes_xyxy`` (n, 4) px with ``scores`` (n,) to track ids.
+
+        ``known_ids`` (n,): boxes whose track is known already (a crop that followed that
+        track's keypoints from the previous frame) keep it when it is live, with no IoU test
+        (keypoint boxes change shape with the pose, so IoU alone would start new tracks on
+        them); -1 (or None for all): associate as usual.
 
         Returns track ids (n,) int64, -1 for unassociated boxes.
         """
@@ -140,41 +157,141 @@ class ByteTracker:
         if len(boxes) != len(scores):
             raise ValueError(f"boxes (n, 4) and scores (n,) disagree: {boxes.shape} vs {scores.shape}")
         ids = np.full(len(boxes), -1, dtype=np.int64)
-        high = np.flatnonzero(scores >= self.high_score)
-        low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
-
         tracks = self._tracks
-        pred = np.array([t.predicted() for t in tracks]).reshape(-1, 4)
-        last = np.array([t.box for t in tracks]).reshape(-1, 4)
-        lost = np.array([t.lost > 0 for t in tracks], dtype=bool)
         matched_tracks: set[int] = set()
-        # 1) high-score boxes vs all live tracks; a lost track matches its predicted or its
-        #    last seen box, whichever overlaps more (motion extrapolated over a long gap drifts)
-        iou = box_iou(boxes[high], pred)
-        if lost.any():
-            iou[:, lost] = np.maximum(iou[:, lost], box_iou(boxes[high], last[lost]))
-        for r, c in assign_by_iou(iou, self.match_iou):
-            d, t = int(high[r]), tracks[c]
+        # 0) boxes that followed a live track
+        if known_ids is not None:
+            index = {t.track_id: i for i, t in enumerate(tracks)}
+            for d, tid in enumerate(np.asarray(known_ids, np.int64).reshape(-1)):
+                c = index.get(int(tid), -1)
+                if c >= 0 and c not in matched_tracks:
+                    tracks[c].update(boxes[d], self.momentum)
+                    ids[d] = tid
+                    matched_tracks.add(c)
+        free = ids < 0
+        high = np.flatnonzero(free & (scores >= self.high_score))
+        low = np.flatnonzero(free & (scores >= self.low_score) & (scores < self.high_score))
+        rest = [i for i in range(len(tracks)) if i not in matched_tracks]
+        pred = np.array([tracks[i].predicted() for i in rest]).reshape(-1, 4)
+        last = np.array([tracks[i].box for i in rest]).reshape(-1, 4)
+        # 1) high-score boxes vs the other live tracks, each at its predicted or its last box,
+        #    whichever overlaps more (motion extrapolated from jittery boxes or over a gap drifts)
+        for r, c in assign_by_iou(np.maximum(box_iou(boxes[high], pred),
+                                             box_iou(boxes[high], last)), self.match_iou):
+            d, t = int(high[r]), tracks[rest[c]]
             t.update(boxes[d], self.momentum)
             ids[d] = t.track_id
-            matched_tracks.add(c)
-        # 2) low-score boxes vs still-unmatched tracks that were active last frame
-        rest = [i for i, t in enumerate(tracks) if i not in matched_tracks and t.lost == 0]
-        if len(low) and rest:
-            for r, c in assign_by_iou(box_iou(boxes[low], pred[rest]), self.low_match_iou):
-                d, t = int(low[r]), tracks[rest[c]]
+            matched_tracks.add(rest[c])
+        # 2) low-score boxes vs the tracks still unmatched (ByteTrack: the active ones only;
+        #    here lost ones too: a low box that matched no track would start a new one below)
+        left = [k for k, i in enumerate(rest) if i not in matched_tracks]
+        if len(low) and left:
+            iou = np.maximum(box_iou(boxes[low], pred[left]), box_iou(boxes[low], last[left]))
+            for r, c in assign_by_iou(iou, self.low_match_iou):
+                d, t = int(low[r]), tracks[rest[left[c]]]
                 t.update(boxes[d], self.momentum)
                 ids[d] = t.track_id
-                matched_tracks.add(rest[c])
+                matched_tracks.add(rest[left[c]])
         # 3) age unmatched tracks, drop old ones
         for i, t in enumerate(tracks):
             if i not in matched_tracks:
                 t.lost += 1
         self._tracks = [t for t in tracks if t.lost <= self.max_lost]
-        # 4) new tracks from confident unmatched boxes
-        for d in high:
-            if ids[d] < 0 and scores[d] >= self.new_track_score:
+        # 4) new tracks from unmatched boxes scoring new_track_score or more
+        for d in np.argsort(-scores, kind="stable"):
+            if ids[d] < 0 and scores[d] >= max(self.new_track_score, self.low_score):
                 self._tracks.append(_Track(self._next_id, boxes[d].copy()))
                 ids[d] = self._next_id
                 self._next_id += 1
         return ids
+
+
+class DetectorGapFiller:
+    """Keeps a tracked person whom the detector misses for a few frames (backlit, crouching,
+    half hidden): on a detector frame, the people of the previous frame that no detection
+    covers are posed again from their keypoint boxes (the crops that follow the keypoints
+    between detector frames), so they keep their pose and, through the tracker, their id.
+
+    A person is followed this way for at most ``max_frames`` frames since the detector last
+    reported them, and only while the pose network still sees them: at least
+    ``min_keypoints`` keypoints scoring ``keypoint_threshold`` or more; anyone else is dropped
+    as before. The video stream (:func:`~evopose_sdk.video.stream`) uses one when tracking.
+
+    Use per frame: :meth:`missed` (detector frames: boxes to pose beside the detections, with
+    their track ids), :meth:`keep` (detector frames: which posed people to keep),
+    :meth:`known_ids` (the followed people's ids, for ``ByteTracker.update(known_ids=...)``),
+    then :meth:`update` with the tracked result.
+
+    Args:
+        max_frames: frames a person may go unconfirmed by the detector (30: 1 s at 30 fps).
+        cover_iou: a detection with at least this IoU with a person's keypoint box covers them.
+        keypoint_threshold, min_keypoints: what a followed person's new pose must show.
+    """
+
+    def __init__(self, max_frames: int = 30, cover_iou: float = 0.3,
+                 keypoint_threshold: float = 0.3, min_keypoints: int = 6) -> None:
+        if max_frames < 0:
+            raise ValueError(f"max_frames must be >= 0; received {max_frames}")
+        self.max_frames, self.cover_iou = int(max_frames), float(cover_iou)
+        self.keypoint_threshold, self.min_keypoints = float(keypoint_threshold), int(min_keypoints)
+        self._unconfirmed: dict[int, int] = {}  # track id -> frames since the detector saw it
+
+    def reset(self) -> None:
+        self._unconfirmed = {}
+
+    def missed(self, previous: PoseResult | None, follow_boxes: np.ndarray,
+               boxes_xyxy: np.ndarray, scores: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The detector frame's ``boxes_xyxy`` (n, 4) and ``scores`` (n,) with, appended,
+        ``follow_boxes`` (the previous frame's people's keypoint boxes, one per person of
+        ``previous``) of the tracked people no detection covers and not yet followed for
+        ``max_frames``, at their previous box scores; and each box's known track id (-1 for
+        the detections)."""
+        boxes = np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        none = np.full(len(boxes), -1, np.int64)
+        if previous is None or len(previous) == 0:
+            return boxes, scores, none
+        ids = previous.track_ids
+        ok = (ids >= 0) & np.array([self._unconfirmed.get(int(t), 0) < self.max_frames
+                                    for t in ids], bool)
+        if len(boxes) and ok.any():
+            ok &= box_iou(follow_boxes, boxes).max(axis=1) < self.cover_iou
+        if not ok.any():
+            return boxes, scores, none
+        return (np.concatenate([boxes, follow_boxes[ok].astype(np.float32)]),
+                np.concatenate([scores, previous.box_scores[ok]]),
+                np.concatenate([none, ids[ok]]))
+
+    @staticmethod
+    def known_ids(result: PoseResult, boxes_xyxy: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The known track id of each person of ``result`` posed from ``boxes_xyxy`` (in any
+        order, some dropped): the id of the box it was posed from, -1 where none is known."""
+        out = np.full(len(result), -1, np.int64)
+        if len(result) and len(boxes_xyxy):
+            iou = box_iou(result.boxes_xyxy, boxes_xyxy)
+            best = iou.argmax(axis=1)
+            same = iou[np.arange(len(result)), best] > 0.99
+            out[same] = np.asarray(ids, np.int64)[best[same]]
+        return out
+
+    def keep(self, result: PoseResult, boxes_xyxy: np.ndarray) -> np.ndarray:
+        """Bool (len(result),): people posed from a detection (their box is one of the
+        detector's ``boxes_xyxy``) or, if followed, whose pose shows a person."""
+        detected = self._from(result, boxes_xyxy)
+        seen = (result.keypoints[:, :, 2] >= self.keypoint_threshold).sum(axis=1)
+        return detected | (seen >= self.min_keypoints)
+
+    def update(self, result: PoseResult, boxes_xyxy: np.ndarray | None) -> None:
+        """Count frames since the detector last reported each track of ``result``
+        (``boxes_xyxy``: this frame's detector boxes, None on a frame without the detector)."""
+        detected = self._from(result, boxes_xyxy) if boxes_xyxy is not None \
+            else np.zeros(len(result), bool)
+        self._unconfirmed = {int(t): 0 if d else self._unconfirmed.get(int(t), 0) + 1
+                             for t, d in zip(result.track_ids, detected, strict=True) if t >= 0}
+
+    @staticmethod
+    def _from(result: PoseResult, boxes_xyxy: np.ndarray | None) -> np.ndarray:
+        if boxes_xyxy is None or len(boxes_xyxy) == 0 or len(result) == 0:
+            return np.zeros(len(result), bool)
+        return box_iou(result.boxes_xyxy, boxes_xyxy).max(axis=1) > 0.99

@@ -40,7 +40,7 @@ from evopose_sdk.background import BackgroundIterator
 from evopose_sdk.errors import EvoPoseError, VideoError
 from evopose_sdk.io import read_image
 from evopose_sdk.smoothing import KeypointSmoother
-from evopose_sdk.tracking import ByteTracker
+from evopose_sdk.tracking import ByteTracker, DetectorGapFiller
 
 if TYPE_CHECKING:
     from evopose_sdk.result import PoseResult
@@ -293,6 +293,7 @@ def stream_with_info(
     if smoothing is None:
         smoothing = tracking is not False and not photos
     tracker = tracking if isinstance(tracking, ByteTracker) else (ByteTracker() if tracking else None)
+    filler = DetectorGapFiller() if tracker is not None else None  # people the detector misses
     smoother = _make_smoother(smoothing)
     if smoother is not None and tracker is None:
         logger.warning("smoothing needs tracking (it filters each track); smoothing is off")
@@ -315,8 +316,11 @@ def stream_with_info(
     previous: PoseResult | None = None
     try:
         for info, frame, detections, decode_ms in frames:
+            detected = None if detections is None else detections[0]  # detector boxes
+            known = None  # track ids known from the crops that followed the keypoints
             if detections is not None:
-                result = estimator.estimate_detections(frame, *detections, **flip)
+                result, known = _detected(estimator, frame, detections, previous, filler,
+                                          keypoint_box_threshold, flip)
             elif not staged and (info.index % detect_every == 0 or previous is None
                                  or len(previous) == 0
                                  or tuple(previous.image_hw) != frame.shape[:2]):
@@ -327,16 +331,21 @@ def stream_with_info(
                 t0 = time.perf_counter()
                 with detector_lock:
                     boxes, scores = estimator.detect(frame, **flip)
+                detected = boxes
                 result = estimator.estimate_detections(frame, boxes, scores,
                                                        (time.perf_counter() - t0) * 1e3, **flip)
             else:
                 boxes = keypoint_boxes(previous, keypoint_box_threshold)
                 result = estimator.estimate_boxes(frame, boxes, box_scores=previous.box_scores,
                                                   **flip)
+                known = previous.track_ids  # one result per box, in order
             speed = {"decode": decode_ms, **result.speed_ms}
             if tracker is not None:
                 t0 = time.perf_counter()
-                result.track_ids = tracker.update(result.boxes_xyxy, result.box_scores)
+                result.track_ids = tracker.update(result.boxes_xyxy, result.box_scores,
+                                                  known_ids=known)
+                if filler is not None:
+                    filler.update(result, detected)
                 speed["track"] = (time.perf_counter() - t0) * 1e3
             if smoother is not None:
                 t0 = time.perf_counter()
@@ -353,6 +362,26 @@ def stream_with_info(
 
 
 Detections = tuple[np.ndarray, np.ndarray, float]  # boxes_xyxy (n, 4), scores (n,), detect ms
+
+
+def _detected(estimator: Any, frame: np.ndarray, detections: Detections,
+              previous: PoseResult | None, filler: DetectorGapFiller | None,
+              keypoint_box_threshold: float, flip: dict[str, bool]
+              ) -> tuple[PoseResult, np.ndarray | None]:
+    """A detector frame's people: the detections and, with ``filler``, the previous frame's
+    tracked people no detection covers, posed from their keypoint boxes (kept while their
+    pose shows a person; :class:`~evopose_sdk.tracking.DetectorGapFiller`); and the track
+    ids known for them (-1 for the detections; None: no one followed)."""
+    boxes, scores, detect_ms = detections
+    if filler is None or previous is None or tuple(previous.image_hw) != frame.shape[:2]:
+        return estimator.estimate_detections(frame, boxes, scores, detect_ms, **flip), None
+    all_boxes, all_scores, ids = filler.missed(
+        previous, keypoint_boxes(previous, keypoint_box_threshold), boxes, scores)
+    result = estimator.estimate_detections(frame, all_boxes, all_scores, detect_ms, **flip)
+    if len(all_boxes) == len(boxes):
+        return result, None
+    result = result[filler.keep(result, boxes)]
+    return result, filler.known_ids(result, all_boxes, ids)
 
 
 def _decoded(src: FrameSource, estimator: Any, detect_every: int, max_frames: int | None,

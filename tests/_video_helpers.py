@@ -29,6 +29,23 @@ def demo_mid_run(stderr: str | bytes) -> bool:
     return _DEMO_MID_RUN.search(stderr) is not None
 
 
+def write_frames(first: int, count: int, folder: Path, size: tuple[int, int] | None = None,
+                 video: str = "demo.mp4", suffix: str = ".jpg") -> Path:
+    """Frames ``first`` .. ``first + count - 1`` of a sample video (resized to ``size`` (w, h)
+    when given) as numbered image files in ``folder``."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(sample(video)))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, first)
+    for i in range(count):
+        ok, frame = cap.read()
+        assert ok, f"{video} has no frame {first + i}"
+        cv2.imwrite(str(folder / f"frame_{i:03d}{suffix}"),
+                    frame if size is None else cv2.resize(frame, size))
+    cap.release()
+    return folder
+
+
 def ssd_detector():
     """The default SSD-MobileNetV2 person detector (shipped in models/detectors/)."""
     from evopose_sdk.detectors import SSDPersonOnnxDetector

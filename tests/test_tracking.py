@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _video_helpers import demo_detections
+from _video_helpers import demo_detections, write_frames
 
 from evopose_sdk.smoothing import KeypointSmoother, OneEuroFilter
 from evopose_sdk.tracking import ByteTracker, box_iou
@@ -52,14 +52,26 @@ def test_tracker_ids_follow_boxes_not_order():
     assert shifted.tolist() == [2, 1]
 
 
-def test_low_score_box_extends_track_but_never_starts_one():
-    t = ByteTracker(high_score=0.5, low_score=0.1)
+def test_low_score_box_extends_track_and_starts_one_only_above_new_track_score():
+    t = ByteTracker(high_score=0.5, low_score=0.1, new_track_score=0.5)  # ByteTrack's rule
     t.update(np.array([[0, 0, 50, 100]]), np.array([0.9]))
     # occluded: the same person scores 0.3 -> second association keeps id 1
     assert t.update(np.array([[2, 0, 52, 100]]), np.array([0.3])).tolist() == [1]
     # a new low-score box elsewhere gets no id
     assert t.update(np.array([[2, 0, 52, 100], [300, 0, 350, 100]]),
                     np.array([0.9, 0.3])).tolist() == [1, -1]
+    # the default (0.3, the default detector's threshold): every box it poses gets an id
+    d = ByteTracker()
+    assert d.update(np.array([[0, 0, 50, 100], [300, 0, 350, 100]]),
+                    np.array([0.9, 0.3])).tolist() == [1, 2]
+    assert d.update(np.array([[400, 0, 450, 100]]), np.array([0.2])).tolist() == [-1]
+
+
+def test_low_score_box_revives_a_lost_track_instead_of_starting_one():
+    t = ByteTracker()
+    t.update(np.array([[0, 0, 50, 100]]), np.array([0.9]))
+    t.update(np.zeros((0, 4)), np.zeros(0))  # missed for a frame: track 1 is lost
+    assert t.update(np.array([[3, 0, 53, 100]]), np.array([0.35])).tolist() == [1]
 
 
 def test_lost_track_recovers_within_max_lost_and_is_dropped_after():
@@ -155,3 +167,76 @@ def test_keypoint_smoother_per_track_and_untracked_passthrough():
     np.testing.assert_array_equal(out[:, :, 2], noisy[:, :, 2])  # scores untouched
     with pytest.raises(ValueError, match="n, K, 3"):
         sm(base[:, :, :2], np.array([1, 2]), 0.1)
+
+
+# --------------------------------------------------------------------------- detector gaps
+
+
+class _BlindDetector:
+    """The real default detector (YOLOX-nano, one view), seeing nobody on the calls in
+    ``blind``: a detector gap of len(blind) x detect_every frames on real video."""
+
+    thread_safe = True
+
+    def __init__(self, blind: set[int]) -> None:
+        from evopose_sdk.detectors import YOLOXOnnxDetector
+
+        self.inner, self.blind, self.calls = YOLOXOnnxDetector(threads=1, flip=False), blind, 0
+
+    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        if self.calls in self.blind:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        return self.inner.detect(image_bgr)
+
+
+@pytest.fixture(scope="module")
+def demo_clip(tmp_path_factory):
+    """demo.mp4 frames 66-101 (the man on the roof at the left, the woman walking at the
+    right), half size, as a folder of PNG frames."""
+    return write_frames(66, 36, tmp_path_factory.mktemp("demo_66_101"), (884, 497),
+                        suffix=".png")
+
+
+def test_people_keep_id_and_pose_through_a_detector_gap(demo_clip):
+    """Issue 23: the detector sees nobody on its 3rd-6th calls (frames 6-17 of 36 at
+    detect_every=3; and on frame 24 it misses the man by itself). Both people stay in every
+    frame, posed from the crops that follow their keypoints, with the ids they had before
+    the gap; nobody is untracked (-1)."""
+    from evopose_sdk import PoseEstimator
+
+    det = _BlindDetector(blind={3, 4, 5, 6})
+    with PoseEstimator(detector=det, flip_test=False, threads=2) as est:
+        results = [r for _, r in est.stream(demo_clip, detect_every=3, tracking=True)]
+    assert det.calls == 12 and len(results) == 36
+    before = {int(t): "left" if b[0] + b[2] < 884 else "right"
+              for t, b in zip(results[5].track_ids, results[5].boxes_xyxy, strict=True)}
+    assert sorted(before.values()) == ["left", "right"], before
+    for i, r in enumerate(results[5:], start=5):
+        assert len(r) == 2, (i, r)
+        assert -1 not in r.track_ids.tolist()
+        sides = {int(t): "left" if b[0] + b[2] < 884 else "right"
+                 for t, b in zip(r.track_ids, r.boxes_xyxy, strict=True)}
+        assert sides == before, (i, sides)  # same ids, same people
+        assert (r.keypoints[:, :, 2] >= 0.3).sum(axis=1).min() >= 6  # a pose, not a stale box
+
+
+def test_gap_filler_lets_go_of_a_person_the_pose_network_no_longer_sees(demo_clip):
+    """A keypoint box moved onto empty grass: the followed 'person' there has no pose, so it
+    is dropped on the next detector frame instead of being carried on as a ghost."""
+    import cv2
+
+    from evopose_sdk import PoseEstimator
+    from evopose_sdk.tracking import DetectorGapFiller
+
+    frame = cv2.imread(str(demo_clip / "frame_000.png"))
+    with PoseEstimator(detector="whole-image", flip_test=False, threads=2) as est:
+        grass = est.estimate_boxes(frame, [[330, 400, 420, 495]])
+        grass.track_ids = np.array([7])
+        filler = DetectorGapFiller()
+        boxes, scores, ids = filler.missed(grass, grass.boxes_xyxy, np.zeros((0, 4)),
+                                           np.zeros(0))
+        assert ids.tolist() == [7]
+        assert len(boxes) == 1  # no detection covers it: followed ...
+        posed = est.estimate_detections(frame, boxes, scores)
+        assert not filler.keep(posed, np.zeros((0, 4))).any()  # ... and let go

@@ -9,7 +9,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from _video_helpers import random_pose_model, sample, ssd_detector
+from _video_helpers import random_pose_model, sample, ssd_detector, write_frames
 
 from evopose_sdk.errors import VideoError
 from evopose_sdk.video import FrameSource, keypoint_boxes, open_source, stream
@@ -36,15 +36,7 @@ class CountingDetector:
 @pytest.fixture(scope="module")
 def demo_frames_dir(tmp_path_factory):
     """demo.mp4 frames 52-61 (one person walking, always detected) as a folder of JPEGs."""
-    cap = cv2.VideoCapture(str(sample("demo.mp4")))
-    cap.set(cv2.CAP_PROP_POS_FRAMES, 52)
-    d = tmp_path_factory.mktemp("demo_frames")
-    for i in range(10):
-        ok, frame = cap.read()
-        assert ok
-        cv2.imwrite(str(d / f"frame_{i:03d}.jpg"), frame)
-    cap.release()
-    return d
+    return write_frames(52, 10, tmp_path_factory.mktemp("demo_frames"))
 
 
 @pytest.fixture(scope="module")
