@@ -145,20 +145,27 @@ def register_step(cls: type[Step]) -> type[Step]:
     return cls
 
 
-# ------------------------------------------------------------------ views on the image
+class ProbStep(Step):
+    """A step applied with probability ``prob`` (inactive at 0)."""
 
-@register_step
-class Truncate(Step):
-    """The frame cuts through the person (:func:`augment.truncate`), with ``prob``."""
-
-    name = "truncate"
-
-    def __init__(self, prob: float = 0.3) -> None:
+    def __init__(self, prob: float = 0.25) -> None:
         self.prob = float(prob)
 
     @property
     def active(self) -> bool:
         return self.prob > 0
+
+
+# ------------------------------------------------------------------ views on the image
+
+@register_step
+class Truncate(ProbStep):
+    """The frame cuts through the person (:func:`augment.truncate`), with ``prob``."""
+
+    name = "truncate"
+
+    def __init__(self, prob: float = 0.3) -> None:
+        super().__init__(prob)
 
     def __call__(self, view: View, rng: np.random.Generator) -> None:
         if self.prob > 0 and rng.random() < self.prob:
@@ -275,7 +282,7 @@ class Crop(Step):
 # ------------------------------------------------------------------ views on the crop
 
 @register_step
-class PastePerson(Step):
+class PastePerson(ProbStep):
     """Another training person pasted in front (:func:`augment.paste_person`), with
     ``prob``; the labelled joints it covers are marked hidden."""
 
@@ -283,11 +290,7 @@ class PastePerson(Step):
     uses_other = True
 
     def __init__(self, prob: float = 0.25) -> None:
-        self.prob = float(prob)
-
-    @property
-    def active(self) -> bool:
-        return self.prob > 0
+        super().__init__(prob)
 
     def __call__(self, view: View, rng: np.random.Generator) -> None:
         view.need_crop(self.name)
@@ -299,7 +302,7 @@ class PastePerson(Step):
 
 
 @register_step
-class Occlude(Step):
+class Occlude(ProbStep):
     """Patches of another photo over the crop (:func:`augment.occlude`), with ``prob``;
     ``count`` patches at most; the labelled joints they cover are marked hidden."""
 
@@ -307,12 +310,8 @@ class Occlude(Step):
     uses_other = True
 
     def __init__(self, prob: float = 0.25, count: int = 2) -> None:
-        self.prob = float(prob)
+        super().__init__(prob)
         self.count = int(count)
-
-    @property
-    def active(self) -> bool:
-        return self.prob > 0
 
     def __call__(self, view: View, rng: np.random.Generator) -> None:
         view.need_crop(self.name)
