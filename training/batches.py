@@ -300,6 +300,7 @@ class BatchLoader:
         self._procs: _WorkerProcesses | None = None
         self._threads: ThreadPool | None = None
         self._stale: list[int] = []  # workers owing a reply to an iteration left early
+        self._closed_cpu_s = 0.0  # the workers' CPU seconds, kept after close()
 
     def __enter__(self) -> BatchLoader:
         if self.workers > 0:
@@ -318,8 +319,6 @@ class BatchLoader:
         """CPU seconds the worker processes spent making the batches received so far (0 when
         batches are made in this process, whose own CPU time then holds them)."""
         return self._procs.cpu_s if self._procs is not None else self._closed_cpu_s
-
-    _closed_cpu_s = 0.0
 
     def close(self) -> None:
         if self._procs is not None:
