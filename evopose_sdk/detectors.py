@@ -650,7 +650,8 @@ def make_detector(spec: str | os.PathLike | Detector | None = "default",
             :class:`SSDPersonOnnxDetector`), ``"yolox"`` (the shipped YOLOX-nano,
             :class:`YOLOXOnnxDetector`), ``"ssd-cv2"`` (the original graph in cv2.dnn, :class:`SSDMobileNetDetector`),
             ``"none"`` / ``"whole-image"`` / None (:class:`WholeImage`), a path ending
-            ``.onnx`` (:class:`YOLOXOnnxDetector` when its output is YOLOX's raw head, else
+            ``.onnx`` (:class:`YOLOXOnnxDetector` when its output is YOLOX's raw head,
+            :class:`SSDPersonOnnxDetector` when its outputs are ``boxes`` and ``scores``, else
             :class:`YOLOOnnxDetector`), a ``.pt`` path or ``"yolo*.pt"`` name
             (:class:`UltralyticsDetector`), or an object with a ``detect`` method (returned as is).
         score_threshold, nms_iou: override the detector's defaults (None keeps them).
@@ -685,6 +686,8 @@ def make_detector(spec: str | os.PathLike | Detector | None = "default",
         probe = _onnx_session(Path(text), 1, "ONNX detector")
         if is_yolox_layout(probe.get_inputs()[0].shape, probe.get_outputs()[0].shape):
             return YOLOXOnnxDetector(text, threads=threads, device=device, **kw)
+        if [o.name for o in probe.get_outputs()] == ["boxes", "scores"]:
+            return SSDPersonOnnxDetector(text, threads=threads, device=device, **kw)
         return YOLOOnnxDetector(text, threads=threads, device=device, **kw)
     if key.endswith(".pt"):
         return UltralyticsDetector(text, **kw)

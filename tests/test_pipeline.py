@@ -47,6 +47,19 @@ def test_default_spec_is_the_onnx_detector() -> None:
     assert isinstance(make_detector("ssd", score_threshold=0.5), SSDPersonOnnxDetector)
 
 
+def test_ssd_file_path_builds_the_ssd_detector(tmp_path) -> None:
+    """A path to an SSD person file (outputs ``boxes``, ``scores``) gives the SSD detector with
+    the same boxes as the default, not the YOLO reader (which would refuse it)."""
+    copy = tmp_path / "my_ssd.onnx"
+    copy.write_bytes(default_detector_path().read_bytes())
+    det = make_detector(str(copy), score_threshold=0.5)
+    assert isinstance(det, SSDPersonOnnxDetector) and det.score_threshold == 0.5
+    image = cv2.imread(str(sample("bus.jpg")))
+    boxes, scores = det.detect(image)
+    ref_boxes, _ = SSDPersonOnnxDetector(score_threshold=0.5).detect(image)
+    assert len(boxes) >= 3 and np.array_equal(boxes, ref_boxes)
+
+
 @pytest.mark.parametrize("photo, people", [("bus.jpg", 3), ("zidane.jpg", 2)])
 def test_onnx_detector_finds_people_in_photos(onnx_ssd, photo, people) -> None:
     image = cv2.imread(str(sample(photo)))

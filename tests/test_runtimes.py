@@ -6,8 +6,10 @@ real photos.
 Pose models: person crops of ``.samples/bus.jpg`` and ``zidane.jpg`` (boxes from the shipped
 detector, crops by the runtime's own warp), at batch 1 and all crops as one batch; heatmaps
 within :data:`HEATMAP_TOL` of ONNX Runtime's (their range is about [-0.06, 1.07]) and decoded
-keypoints within :data:`KEYPOINT_TOL_PX`. Detector: the two photos as the detector feeds them;
-every anchor's score and box within :data:`DETECTOR_TOL`.
+keypoints within :data:`KEYPOINT_TOL_PX`. Detectors (SSD and YOLOX, each as
+:func:`~evopose_sdk.detectors.make_detector` reads its file): the two photos as the detector
+feeds them; SSD's normalised boxes and every score within :data:`DETECTOR_TOL`, YOLOX's raw box
+terms (cell offsets, log sizes) within :data:`YOLOX_BOX_TOL`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from _runtime_helpers import REPO, sample
 from evopose_sdk.backends import make_backend
 from evopose_sdk.card import ModelCard, card_path_for
 from evopose_sdk.codec import HeatmapCodec
-from evopose_sdk.detectors import SSDPersonOnnxDetector
+from evopose_sdk.detectors import (
+    SSDPersonOnnxDetector,
+    YOLOXOnnxDetector,
+    make_detector,
+)
 
 onnx = pytest.importorskip("onnx", reason="the graph checks need onnx (extra [export])")
 
@@ -42,6 +48,9 @@ HEATMAP_TOL = 1e-3
 KEYPOINT_TOL_PX = 0.05
 #: Detector scores (0-1) and normalised box coordinates (measured: <= 4e-6).
 DETECTOR_TOL = 1e-4
+#: YOLOX's raw box terms, cell offsets and log sizes in stride units (measured: <= 2.1e-4;
+#: 1e-3 is at most 0.03 px at stride 32).
+YOLOX_BOX_TOL = 1e-3
 RUNTIMES = ("opencv", "openvino")
 
 
@@ -92,20 +101,38 @@ def test_pose_model_runs_alike(path, runtime, photo_boxes):
         assert np.abs(kp - ref_kp[:len(hm)]).max() <= KEYPOINT_TOL_PX
 
 
+def _detector_feed(path: Path):
+    """The detector :func:`make_detector` builds for the file (SSD or YOLOX), a function giving
+    its network input for a photo, and one splitting the raw outputs into named parts, each with
+    its tolerance."""
+    det = make_detector(str(path), threads=2)
+    if isinstance(det, YOLOXOnnxDetector):
+        def parts(out):
+            return {"box terms": (out[0][..., :4], YOLOX_BOX_TOL),
+                    "probabilities": (out[0][..., 4:], DETECTOR_TOL),
+                    "person scores": (out[0][..., 4] * out[0][..., 5], DETECTOR_TOL)}
+        return det, lambda img: det.input_blob(img)[0], parts
+    assert isinstance(det, SSDPersonOnnxDetector)
+    return det, det.input_blob, lambda out: {"boxes": (out[0], DETECTOR_TOL),
+                                             "person scores": (out[1], DETECTOR_TOL)}
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("path", DETECTOR_FILES, ids=lambda p: p.name)
 def test_detector_runs_alike(path, runtime):
-    det = SSDPersonOnnxDetector(path, threads=2)
+    det, feed, parts = _detector_feed(path)
+    outputs = [o.name for o in det.session.get_outputs()]
     run = _openvino_run if runtime == "openvino" else _opencv_run
     for name in PHOTOS:
-        blob = det.input_blob(cv2.imread(str(sample(name))))
-        ref = det.session.run(["boxes", "scores"], {det.input_name: blob})
-        got = run(path, {det.input_name: blob}, ["boxes", "scores"])
-        assert (ref[1] >= det.score_threshold).any()
-        for what, a, b in zip(("boxes", "scores"), ref, got, strict=True):
+        blob = feed(cv2.imread(str(sample(name))))
+        ref = parts(det.session.run(outputs, {det.input_name: blob}))
+        got = parts(run(path, {det.input_name: blob}, outputs))
+        assert (ref["person scores"][0] >= det.score_threshold).any()
+        for what, (a, tol) in ref.items():
+            b = got[what][0]
             assert b.shape == a.shape
             err = float(np.abs(b - a).max())
-            assert err <= DETECTOR_TOL, f"{runtime} {what} on {name} differ by {err:.3g}"
+            assert err <= tol, f"{runtime} {what} on {name} differ by {err:.3g}"
 
 
 @pytest.mark.parametrize("path", POSE_FILES, ids=lambda p: p.name)
