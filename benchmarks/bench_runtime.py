@@ -12,8 +12,8 @@ Prints tables and writes JSON to ``benchmarks/results/runtime_<host>_<date>.json
    2026-12-02)): frames/s end to end on ``.samples/vtest.avi``
    (768x576, ~6 pedestrians per frame; decode + detector + pose + tracking + smoothing, each
    mode in a fresh process), ms per stage, the process's peak RSS, and dev_val AP with
-   detector boxes (:mod:`eval_dev_val`; cached by model/detector file hash in
-   ``results/mode_ap_cache.json``, so a new default model is evaluated again);
+   detector boxes (:mod:`evopose_sdk.training.evaluate_runtime`; cached by model/detector
+   file hash in ``results/mode_ap_cache.json``, so a new default model is evaluated again);
 5. references on the same frames: SSD (cv2.dnn) + MoveNet Thunder (TFLite, one crop per
    person; models built by ``bash ../shared/peers/get_peers.sh`` into /tmp/peers), whose fps
    every mode is divided by (``fps_vs_reference``), and YOLO11n-pose exported to ONNX from
@@ -272,12 +272,10 @@ def mode_ap(names: list[str], data: Path, cache_file: Path) -> dict[str, dict]:
     Cached in ``cache_file`` by the sha256 of the model and detector files, flip and detector
     threshold, so the timed run does not repeat it; a new model file is evaluated again.
     """
-    sys.path.insert(0, str(Path(__file__).parent))
-    from eval_dev_val import load_dev_val, run_ours
-
     from evopose_sdk import PoseEstimator
     from evopose_sdk.atomic import atomic_write_text
     from evopose_sdk.card import sha256_file
+    from evopose_sdk.training.evaluate_runtime import load_dev_val, run_ours
 
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     gt = None

@@ -2,7 +2,7 @@
 the operating point each gets, and dev_val AP with its boxes.
 
 Runs each detector once per ``dev_val`` image (110 images, 300 labelled people; see
-:mod:`eval_dev_val`) with a low threshold and no NMS, and scores every (NMS IoU, threshold)
+:mod:`evopose_sdk.training.evaluate_runtime`) with a low threshold and no NMS, and scores every (NMS IoU, threshold)
 pair from the same boxes (greedy NMS then a threshold keeps the same boxes as the threshold
 then NMS, which is what the detectors do):
 
@@ -23,7 +23,8 @@ whose false positives per image are at most those of the SSD detector at its shi
 (the default before issue 23) under both protocols (``--protocol`` for one), ties to the higher
 threshold. Chosen on dev_val only. With
 ``--ap MODEL``, each detector's shipped point (and its chosen one) is also scored as COCO
-keypoint AP with ``MODEL`` on its boxes (flip test on, as ``eval_dev_val``'s detector rows),
+keypoint AP with ``MODEL`` on its boxes (flip test on, as the detector rows of
+``evaluate_runtime.run_ours``),
 under both protocols.
 
     python benchmarks/detector_sweep.py --detectors ssd yolox yolox:noflip --choose \\
@@ -51,20 +52,23 @@ from typing import Any
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev_val import (  # noqa: E402
-    COCO128_IGNORE,
-    box_iou,
+from evopose_sdk.atomic import atomic_write_text
+from evopose_sdk.detectors import make_detector, nms_boxes
+from evopose_sdk.tracking import box_iou
+from evopose_sdk.training.evaluate_runtime import (
     ignored_detections,
     load_dev_val,
     run_ours,
     xywh_to_xyxy,
 )
-
-from evopose_sdk.atomic import atomic_write_text  # noqa: E402
-from evopose_sdk.detectors import make_detector, nms_boxes  # noqa: E402
+from evopose_sdk.training.evaluate_tracks import evaluate_tracks
 
 REPO = Path(__file__).resolve().parents[1]
+#: COCO people without keypoint labels in the coco128 dev_val images (tools/coco128_ignore_boxes.py)
+COCO128_IGNORE = REPO / "benchmarks" / "data" / "coco128_dev_val_ignore_boxes.json"
+#: the track ground truths of the sample videos (``benchmarks/track_ids.py``)
+TRACK_GT = sorted(set((REPO / "benchmarks" / "data").glob("track_gt_*.json"))
+                  - set((REPO / "benchmarks" / "data").glob("*.spec.json")))
 THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.275, 0.3, 0.325, 0.35, 0.4, 0.45, 0.5, 0.6)
 NMS_IOUS = (0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 #: SSD-MobileNetV2 at its shipped threshold and NMS: the reference for false boxes per image
@@ -226,11 +230,10 @@ def video_misses(samples: Path, detectors: list[str]) -> list[dict]:
     """Each detector at its defaults on every frame of the sample videos that have a track
     ground truth (``benchmarks/track_ids.py``): the people it misses, frame by frame (IoU
     < 0.3 with every box), and its boxes on no one (ignore regions left out)."""
-    from track_ids import GT_DIR, VIDEOS, evaluate
-
     rows = []
-    for video in VIDEOS:
-        gt = json.loads((GT_DIR / f"track_gt_{Path(video).stem}.json").read_text())
+    for gt_file in TRACK_GT:
+        gt = json.loads(gt_file.read_text())
+        video = gt["video"]
         cap = cv2.VideoCapture(str(samples / video))
         frames = [f for ok, f in (cap.read() for _ in range(gt["frames"])) if ok]
         cap.release()
@@ -241,7 +244,7 @@ def video_misses(samples: Path, detectors: list[str]) -> list[dict]:
                 boxes = np.asarray(det.detect(frame)[0]).round(1).tolist()
                 rec["rows"].append({"frame": i, "boxes": boxes, "ids": [-1] * len(boxes),
                                     "detector_boxes": boxes})
-            ev = evaluate(rec, gt, 0.3)
+            ev = evaluate_tracks(rec, gt, 0.3)
             rows.append({"video": video, "detector": name, "frames": ev["frames"],
                          "person_frames": ev["gt"],
                          "missed_person_frames": ev["detector_missed_person_frames"],

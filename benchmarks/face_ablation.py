@@ -17,7 +17,6 @@ import copy
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -25,11 +24,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_dev_val import DEV_SOURCES, coco_eval, load_dev_val  # noqa: E402
-
 from evopose_sdk.atomic import atomic_write_text  # noqa: E402
 from evopose_sdk.nms import keypoint_oks  # noqa: E402
+from evopose_sdk.training.evaluate_runtime import (  # noqa: E402
+    coco_eval,
+    dev_val_sources,
+    load_dev_val,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FACE = np.arange(5)
@@ -92,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gt = load_dev_val(args.data)
     gt_body, gt_face = keep_keypoints(gt, BODY), keep_keypoints(gt, FACE)
-    sources = [{"annotations": str(args.data / s / "annotations.json"),
-                "images": str(args.data / s / "images"), "split": "dev_val"}
-               for s in DEV_SOURCES]
+    sources = dev_val_sources(args.data)
     rows = []
     for label, ckpt in zip(labels, args.checkpoints, strict=True):
         res = evaluate.evaluate_model(str(ckpt), sources, flip=True)

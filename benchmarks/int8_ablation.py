@@ -22,11 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from evopose_sdk.training import evaluate_runtime as ev
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import eval_dev_val as ev  # noqa: E402
-
 log = logging.getLogger("int8_ablation")
 
 

@@ -11,19 +11,12 @@ Each variant runs the video as ``evopose-infer`` does by default (``PoseEstimato
 the detector on every third frame, crops that follow the keypoints in between, tracking and
 smoothing, no flip test) in a fresh process; ``--root`` runs another checkout's
 ``evopose_sdk`` (e.g. ``git archive HEAD`` before a change) with this checkout's models, for
-the "before" row. Per frame, output people are matched one to one to ground-truth people by
-IoU >= ``--iou`` (0.3: the ground-truth boxes are partly interpolated), then per video:
-
-Output people whose box centre lies in an ignore region of the ground truth are left out.
-
-* ``matched`` / ``gt``: ground-truth person-frames with an output person (any id);
-* ``untracked``: output people with id -1; ``false``: output people matching no one;
-* ``id_switches``: a ground-truth person matched to another id than at its previous matched
-  frame (CLEAR-MOT IDSW; id -1 counts as an id); ``fragments``: a ground-truth person's
-  coverage broken (matched, then unmatched, then matched again);
-* ``ids_per_person``: distinct ids a person got (1 is ideal);
-* ``detector_misses``: per frame the detector ran on, the ground-truth people no detector
-  box covers (IoU >= ``--iou``), listed frame by frame in the JSON.
+the "before" row. Each run is scored by
+:func:`evopose_sdk.training.evaluate_tracks.evaluate_tracks` (output people matched one to one
+to ground-truth people by IoU >= ``--iou``, 0.3: the ground-truth boxes are partly
+interpolated; people in ignore regions left out):
+coverage, id switches, fragments, ids per person, untracked (-1) and false people, and the
+detector's misses frame by frame (in the JSON).
 
     git archive HEAD evopose_sdk | tar -x -C /tmp/evopose-before   # the code before a change
     python benchmarks/track_ids.py --before-root /tmp/evopose-before --tag issue23
@@ -53,13 +46,6 @@ VIDEOS = ("demo.mp4", "vtest.avi")
 log = logging.getLogger("track_ids")
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU (n, m) of xyxy boxes (the SDK's, imported here so ``--root`` runs stay pure)."""
-    from evopose_sdk.tracking import box_iou as iou
-
-    return iou(a, b)
-
-
 def record(video: Path, frames: int, detector: str | None, out: Path) -> None:
     """Run the default video mode over ``frames`` frames of ``video``; write per frame the
     output boxes, ids and the detector's own boxes (frames it ran on) as JSON."""
@@ -86,72 +72,6 @@ def record(video: Path, frames: int, detector: str | None, out: Path) -> None:
         wall = time.perf_counter() - t0
     out.write_text(json.dumps({"video": video.name, "frames": len(rows), "wall_s": wall,
                                "detector": type(est.detector).__name__, "rows": rows}))
-
-
-def in_ignore(gt: dict, frame: int, box: Any) -> bool:
-    """Whether ``box``'s centre lies in one of ``gt``'s ignore regions at ``frame``."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    return any(r["frames"][0] <= frame <= r["frames"][1] and r["box"][0] <= cx <= r["box"][2]
-               and r["box"][1] <= cy <= r["box"][3] for r in gt.get("ignore", []))
-
-
-def evaluate(rec: dict, gt: dict, iou_min: float) -> dict:
-    """The metrics of the module docstring for one recorded run against its ground truth."""
-    people = gt["people"]
-    last_id: dict[str, int] = {}
-    state: dict[str, str] = {}  # "matched" | "gap" (after a match) | "none"
-    ids: dict[str, set] = {p["id"]: set() for p in people}
-    totals = dict(gt=0, matched=0, outputs=0, untracked=0, false=0, id_switches=0, fragments=0)
-    misses: list[dict] = []
-    for row in rec["rows"][: gt["frames"]]:
-        f = str(row["frame"])
-        present = [p for p in people if f in p["boxes"]]
-        g = np.array([p["boxes"][f] for p in present], np.float64).reshape(-1, 4)
-        o = np.array(row["boxes"], np.float64).reshape(-1, 4)
-        out_ids = row["ids"]
-        scored = [j for j, b in enumerate(o) if not in_ignore(gt, row["frame"], b)]
-        o, out_ids = o[scored].reshape(-1, 4), [out_ids[j] for j in scored]
-        totals["gt"] += len(present)
-        totals["outputs"] += len(o)
-        totals["untracked"] += sum(1 for t in out_ids if t < 0)
-        pairs = _match(g, o, iou_min)
-        got = {i: j for i, j in pairs}
-        totals["matched"] += len(pairs)
-        totals["false"] += len(o) - len(pairs)
-        for i, p in enumerate(present):
-            pid = p["id"]
-            if i in got:
-                t = int(out_ids[got[i]])
-                ids[pid].add(t)
-                if pid in last_id and last_id[pid] != t:
-                    totals["id_switches"] += 1
-                if state.get(pid) == "gap":
-                    totals["fragments"] += 1
-                last_id[pid], state[pid] = t, "matched"
-            elif state.get(pid) == "matched":
-                state[pid] = "gap"
-        if row.get("detector_boxes") is not None:
-            d = np.array(row["detector_boxes"], np.float64).reshape(-1, 4)
-            covered = {i for i, _ in _match(g, d, iou_min)}
-            missed = [p["id"] for i, p in enumerate(present) if i not in covered]
-            if missed:
-                misses.append({"frame": row["frame"], "missed": missed})
-    detector_frames = sum(1 for r in rec["rows"][: gt["frames"]] if r.get("detector_boxes")
-                          is not None)
-    return dict(totals, frames=min(len(rec["rows"]), gt["frames"]),
-                coverage=totals["matched"] / max(totals["gt"], 1),
-                distinct_ids=len({t for r in rec["rows"][: gt["frames"]] for t in r["ids"]}),
-                ids_per_person={k: sorted(v) for k, v in ids.items()},
-                detector_frames=detector_frames,
-                detector_missed_person_frames=sum(len(m["missed"]) for m in misses),
-                detector_misses=misses, wall_s=rec.get("wall_s"))
-
-
-def _match(g: np.ndarray, o: np.ndarray, iou_min: float) -> list[tuple[int, int]]:
-    """One-to-one pairs (gt index, output index) of highest total IoU, each >= ``iou_min``."""
-    from evopose_sdk.tracking import assign_by_iou
-
-    return assign_by_iou(box_iou(g, o), iou_min) if len(g) and len(o) else []
 
 
 def table(rows: list[dict]) -> str:
@@ -186,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         video, frames, detector, out = args.record
         record(Path(video), int(frames), None if detector == "-" else detector, Path(out))
         return 0
+    # this checkout's package (the --record subprocess may run another checkout's)
+    from evopose_sdk.training.evaluate_tracks import evaluate_tracks
+
     runs = [("before: --before-root, its default detector", args.before_root, "-")
             ] if args.before_root else []
     runs += [(f"this checkout, detector {v}", None, "-" if v == "default" else v)
@@ -205,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run(cmd, env=env, check=True, cwd=tempfile.gettempdir())
                 rec = json.loads(out.read_text())
                 rows.append(dict(video=video, variant=label, detector=rec["detector"],
-                                 **evaluate(rec, gt, args.iou)))
+                                 **evaluate_tracks(rec, gt, args.iou)))
     print(table(rows))
     path = args.out or REPO / "benchmarks" / "results" / f"track_ids_{args.tag}.json"
     payload = {"created": dt.datetime.now().isoformat(timespec="seconds"), "iou": args.iou,

@@ -14,7 +14,8 @@ Crowd regions are still unknown (the YOLO labels drop them).
     python tools/coco128_ignore_boxes.py --labels /tmp/coco128_yolo --data ../shared/data
 
 writes ``benchmarks/data/coco128_dev_val_ignore_boxes.json``, which
-``benchmarks/eval_dev_val.load_dev_val(..., extra_ignore=...)`` merges in.
+``evopose_sdk.training.evaluate_runtime.load_dev_val(..., extra_ignore=...)`` merges in
+(``benchmarks/detector_sweep.py``).
 """
 
 from __future__ import annotations
@@ -22,15 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from eval_dev_val import box_iou, xywh_to_xyxy  # noqa: E402
+from evopose_sdk.tracking import box_iou
+from evopose_sdk.training.evaluate_runtime import xywh_to_xyxy
 
+REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "data" / "coco128_dev_val_ignore_boxes.json"
 
 

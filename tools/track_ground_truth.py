@@ -35,9 +35,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from evopose_sdk.training.evaluate_tracks import in_ignore
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from track_ids import in_ignore  # noqa: E402
 
 COLOURS = [(0, 0, 255), (0, 200, 0), (255, 0, 0), (0, 200, 255), (255, 0, 255), (255, 255, 0),
            (0, 128, 255), (128, 0, 255), (255, 128, 0), (0, 0, 128), (0, 128, 0), (128, 0, 0)]
