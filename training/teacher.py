@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evopose_sdk.training.pipeline import Step, View, register_step
 from evopose_sdk.training.sources import DataError
+from evopose_sdk.training.step import Step, View, register_step
 
 #: Where ``bash ../shared/peers/get_peers.sh`` builds the teacher; ``EVOPOSE_TEACHER`` or the
 #: step's ``model`` option names another file.
