@@ -1,6 +1,6 @@
 """Teacher pass, agreement table and label variants (tools/teacher_pass.py, teacher_labels.py)
-with a real MoveNet on real people, and the rebuilt-from-ONNX checkpoint (tools/recover_keras.py)
-with its fp16 weights file."""
+with a real MoveNet on real people, and the rebuilt-from-ONNX checkpoint (tools/recover_keras.py
+over evopose_sdk.training.recover_keras) with its fp16 weights file."""
 
 from __future__ import annotations
 
@@ -110,8 +110,7 @@ def test_rebuilt_checkpoint_matches_the_onnx_file_and_survives_fp16(tmp_path):
     model = keras.saving.load_model(out, custom_objects=CUSTOM_OBJECTS, compile=False)
     bn = model.get_layer("block3a_expand_bn").get_weights()
     assert not np.allclose(bn[3], 1.0, atol=0.05)  # real statistics, not identity
-    sys.path.insert(0, str(REPO / "tools"))
-    from recover_keras import calibration_crops
+    from evopose_sdk.training.recover_keras import calibration_crops
 
     crops = calibration_crops(data, (128, 96), 8, seed=7)
     sess = ort.InferenceSession(str(REPO / "models" / "evopose2d-s-128.onnx"),
