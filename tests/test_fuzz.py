@@ -2,18 +2,15 @@
 headers, zero or huge dimensions, wrong extensions...) through the API and the CLI give a
 result or a clear error, never an escaping exception, and leave no file behind.
 
-The cases and checks are those of ``benchmarks/fuzz_inputs.py`` (the long version, which also
-runs each case in a worker process to catch crashes)."""
+The cases and checks are :mod:`evopose_sdk.fuzz`'s, as in ``benchmarks/fuzz_inputs.py`` (the
+long version, which also runs each case in a worker process to catch crashes)."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-from _video_helpers import REPO, sample
+from _video_helpers import REPO, SAMPLES, sample
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-import fuzz_inputs as fuzz  # noqa: E402
+from evopose_sdk import fuzz
 
 N_IMAGES = 2 * len(fuzz.IMAGE_MUTATIONS)  # every mutation twice
 N_VIDEOS = len(fuzz.VIDEO_MUTATIONS)
@@ -24,7 +21,7 @@ def cases(tmp_path_factory):
     for name in ("bus.jpg", "zidane.jpg", "demo.mp4"):
         sample(name)
     return fuzz.make_cases(seed=0, n_images=N_IMAGES, n_videos=N_VIDEOS,
-                           dest=tmp_path_factory.mktemp("fuzz"))
+                           dest=tmp_path_factory.mktemp("fuzz"), samples=SAMPLES)
 
 
 def test_fuzzed_files_give_results_or_clear_errors_through_api_and_cli(cases, tmp_path):
@@ -45,7 +42,7 @@ def test_fuzzed_files_give_results_or_clear_errors_through_api_and_cli(cases, tm
 @pytest.mark.parametrize("mutation", ["truncate", "header"])
 def test_fuzzed_video_through_a_real_cli_process(cases, tmp_path, mutation):
     case = next(c for c in cases if c["kind"] == "video" and c["mutation"] == mutation)
-    row = fuzz.check_cli_subprocess(case, tmp_path)
+    row = fuzz.check_cli_subprocess(case, tmp_path, cwd=REPO)
     assert row["subprocess"] == "ok", row
 
 
