@@ -18,35 +18,36 @@ With ``detect_every=k`` the person detector runs on frames 0, k, 2k, ...; on the
 between, each person's crop comes from the previous frame's keypoints (their extent,
 padded), so the pose network tracks the person and the detector cost is paid once in k
 frames. If the previous frame has nobody (or another size), the detector runs anyway.
+
+Where the parts live: :mod:`~evopose_sdk.frame_sources` opens and reads the sources;
+:mod:`~evopose_sdk.follow` runs the detector on its schedule and makes the keypoint boxes
+that follow people between detector frames; :mod:`~evopose_sdk.background` runs the
+decoding and detection ahead in a worker thread. This module joins them to the estimator
+(:class:`VideoEstimator`, what it needs of one), the tracker and the smoother.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import cv2
 import numpy as np
 
-from evopose_sdk.backends import native_stderr_to_log
 from evopose_sdk.background import BackgroundIterator
-from evopose_sdk.errors import EvoPoseError, VideoError
-from evopose_sdk.io import read_image
+from evopose_sdk.follow import detector_frame, keypoint_boxes, scheduled_frames
+from evopose_sdk.frame_sources import IMAGE_SUFFIXES, FrameInfo, FrameSource, open_source
 from evopose_sdk.smoothing import KeypointSmoother
 from evopose_sdk.tracking import ByteTracker, DetectorGapFiller
 
 if TYPE_CHECKING:
     from evopose_sdk.result import PoseResult
 
-__all__ = ["FrameInfo", "FrameSource", "open_source", "stream", "stream_with_info",
-           "keypoint_boxes", "IMAGE_SUFFIXES"]
+__all__ = ["FrameInfo", "FrameSource", "VideoEstimator", "open_source", "stream",
+           "stream_with_info", "keypoint_boxes", "IMAGE_SUFFIXES"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,205 +57,41 @@ logger = logging.getLogger(__name__)
 #: not be related.
 DEFAULT_DETECT_EVERY = 3
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-@dataclass(frozen=True)
-class FrameInfo:
-    """Where a frame came from: ``index`` (0-based), ``time_s`` (seconds from the start,
-    from the video clock or ``index / fps``) and ``name`` (image file name, or "")."""
+class VideoEstimator(Protocol):
+    """What :func:`stream` needs of an estimator; :class:`~evopose_sdk.PoseEstimator` has it.
 
-    index: int
-    time_s: float
-    name: str = ""
-
-
-class FrameSource:
-    """Iterable of ``(FrameInfo, frame_bgr)`` from a video file, image folder, image or webcam.
-
-    Attributes:
-        kind: ``"video"``, ``"images"`` or ``"webcam"``.
-        name: a short name for output files (file stem, folder name, ``webcam0``).
-        path: the source path (None for a webcam).
-        fps: frames per second (the container's; 30 when unknown or for images).
-        frame_count: number of frames if known, else -1.
-        frame_hw: (height, width) of the first frame.
-        skipped: ``(file name, reason)`` of each image of a folder that could not be read
-            (filled while iterating; each is also logged as a warning).
-
-    Use :func:`open_source` to make one; it checks the source is readable up front.
+    The detector and the pose network are separate calls, so that the detector can run ahead
+    on a worker thread and the crops between detector frames can follow the keypoints.
+    ``flip_test`` (None: the estimator's own setting) turns the flip test on or off.
     """
 
-    def __init__(self, kind: str, name: str, path: Path | None, fps: float, frame_count: int,
-                 frame_hw: tuple[int, int], cap: cv2.VideoCapture | None = None,
-                 images: list[Path] | None = None, first: np.ndarray | None = None) -> None:
-        self.kind, self.name, self.path = kind, name, path
-        self.fps, self.frame_count, self.frame_hw = fps, frame_count, frame_hw
-        self._cap, self._images, self._first = cap, images, first
-        self.skipped: list[tuple[str, str]] = []
+    def flip_for(self, kind: str) -> bool:
+        """Whether frames of a source ``kind`` (``"video"``, ``"images"``, ``"webcam"``) get
+        the flip test."""
+        ...
 
-    def __iter__(self) -> Iterator[tuple[FrameInfo, np.ndarray]]:
-        if self._images is not None:
-            yield from self._iter_images()
-        else:
-            yield from self._iter_capture()
+    def detect_every_for(self, kind: str) -> int:
+        """How often the detector runs on frames of a source ``kind`` when not told."""
+        ...
 
-    def _iter_images(self) -> Iterator[tuple[FrameInfo, np.ndarray]]:
-        index = 0
-        for p in self._images or []:
-            try:
-                image = read_image(p)
-            except EvoPoseError as exc:
-                logger.warning("skipping %s", exc)
-                self.skipped.append((p.name, str(exc)))
-                continue
-            yield FrameInfo(index, index / self.fps, p.name), image
-            index += 1
+    def detect(self, image_bgr: np.ndarray, *, flip_test: bool | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Person boxes_xyxy (n, 4) and scores (n,) of a frame."""
+        ...
 
-    def _iter_capture(self) -> Iterator[tuple[FrameInfo, np.ndarray]]:
-        cap = self._cap
-        if cap is None:
-            raise VideoError(f"{self.name} is closed")
-        index, frame = 0, self._first
-        self._first = None
-        try:
-            while True:
-                if frame is None:
-                    ok, frame = cap.read()
-                    if not ok or frame is None:
-                        break
-                t_ms = cap.get(cv2.CAP_PROP_POS_MSEC) if self.kind == "video" else 0.0
-                t = t_ms / 1000.0 if t_ms and t_ms > 0 and index > 0 else index / self.fps
-                yield FrameInfo(index, t), frame
-                index += 1
-                frame = None
-        finally:
-            self.close()
-        if 0 < self.frame_count and index < self.frame_count - 1:
-            logger.warning("%s ended after %d of %d frames (truncated or corrupt?)",
-                           self.path, index, self.frame_count)
+    def estimate_detections(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray,
+                            box_scores: np.ndarray, detect_ms: float = 0.0, *,
+                            flip_test: bool | None = None) -> PoseResult:
+        """The people of a frame for boxes :meth:`detect` returned (top ones, OKS-NMS)."""
+        ...
 
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (f"FrameSource(kind={self.kind!r}, name={self.name!r}, fps={self.fps:.2f}, "
-                f"frame_count={self.frame_count}, frame_hw={self.frame_hw})")
-
-
-def _is_webcam(source: Any) -> bool:
-    return isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()
-                                       and not Path(source).exists())
-
-
-def open_source(source: str | int | os.PathLike | FrameSource, fps: float | None = None) -> FrameSource:
-    """Open a frame source and read its first frame to prove it is readable.
-
-    Args:
-        source: a video path, an image folder, an image path, a webcam index (int or
-            digit string), or an already open :class:`FrameSource` (returned as is).
-        fps: frame rate to assume for images (default 30) or to override the container's.
-
-    Raises:
-        VideoError: missing path, empty folder, or a file OpenCV cannot decode.
-    """
-    if isinstance(source, FrameSource):
-        return source
-    if _is_webcam(source):
-        idx = int(source)
-        with native_stderr_to_log(f"webcam {idx}", logging.DEBUG):  # "can't open camera..."
-            cap = cv2.VideoCapture(idx)
-            ok, first = (cap.read() if cap.isOpened() else (False, None))
-        if not ok or first is None:
-            cap.release()
-            raise VideoError(f"cannot open webcam {idx}")
-        rate = fps or cap.get(cv2.CAP_PROP_FPS) or 30.0
-        return FrameSource("webcam", f"webcam{idx}", None, _valid_fps(rate), -1,
-                           first.shape[:2], cap=cap, first=first)
-    path = Path(os.fspath(source))
-    if not path.exists():
-        raise VideoError(f"source not found: {path}")
-    if path.is_dir():
-        images = sorted(p for p in path.iterdir()
-                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise VideoError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
-        return _image_source(path, path.name or "images", images, fps)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _image_source(path, path.stem, [path], fps)
-    if path.stat().st_size == 0:
-        raise VideoError(f"video file is empty (0 bytes): {path}")
-    # FFmpeg's own lines ("moov atom not found") become debug records: the error says it
-    with native_stderr_to_log(path.name, logging.DEBUG):
-        cap = cv2.VideoCapture(str(path))
-        ok, first = (cap.read() if cap.isOpened() else (False, None))
-    if not ok or first is None or first.ndim != 3:
-        cap.release()
-        raise VideoError(f"cannot read video {path}: not a video OpenCV can decode, or corrupt")
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or -1)
-    rate = fps or cap.get(cv2.CAP_PROP_FPS)
-    return FrameSource("video", path.stem, path, _valid_fps(rate), count if count > 0 else -1,
-                       first.shape[:2], cap=cap, first=first)
-
-
-def _valid_fps(rate: float | None) -> float:
-    return float(rate) if rate and math.isfinite(rate) and 0 < rate <= 1000 else 30.0
-
-
-def _image_source(path: Path, name: str, images: list[Path], fps: float | None) -> FrameSource:
-    first_hw = None
-    reasons: list[str] = []
-    for p in images:
-        try:
-            first_hw = read_image(p).shape[:2]
-            break
-        except EvoPoseError as exc:  # warned about again (and recorded) while iterating
-            logger.debug("skipping %s", exc)
-            reasons.append(str(exc))
-    if first_hw is None:
-        if len(images) == 1 and not path.is_dir():
-            raise VideoError(reasons[0])  # the reason itself: "image file is empty (0 bytes)..."
-        shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3
-                                          else "")
-        raise VideoError(f"none of the {len(images)} image(s) in {path} can be read: {shown}")
-    return FrameSource("images", name, path, _valid_fps(fps), len(images), first_hw,
-                       images=images)
-
-
-def keypoint_boxes(result: PoseResult, keypoint_threshold: float = 0.2, pad: float = 0.1,
-                   min_keypoints: int = 3) -> np.ndarray:
-    """Person boxes (n, 4) xyxy px from each person's keypoints, for the next frame's crops.
-
-    The box is the extent of keypoints scoring at least ``keypoint_threshold``, grown by
-    ``pad`` x its size on every side and clipped to the image. People with fewer than
-    ``min_keypoints`` such keypoints, or whose keypoints give a degenerate box (e.g. all
-    off the image), keep their current box.
-    """
-    boxes = result.boxes_xyxy.astype(np.float32).copy()
-    h, w = result.image_hw
-    for i in range(len(result)):
-        kp = result.keypoints[i]
-        ok = kp[:, 2] >= keypoint_threshold
-        if int(ok.sum()) < min_keypoints:
-            continue
-        x1, y1 = kp[ok, :2].min(axis=0)
-        x2, y2 = kp[ok, :2].max(axis=0)
-        bw, bh = x2 - x1, y2 - y1
-        if bw < 2 or bh < 2:
-            continue
-        box = (max(0.0, x1 - pad * bw), max(0.0, y1 - pad * bh),
-               min(w - 1.0, x2 + pad * bw), min(h - 1.0, y2 + pad * bh))
-        if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:  # else: keypoints off the image
-            boxes[i] = box
-    return boxes
+    def estimate_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray,
+                       box_scores: np.ndarray | None = None, *,
+                       flip_test: bool | None = None) -> PoseResult:
+        """One person per box, in box order (no detector, no NMS)."""
+        ...
 
 
 def _make_smoother(smoothing: Any) -> KeypointSmoother | None:
@@ -269,7 +106,7 @@ def _make_smoother(smoothing: Any) -> KeypointSmoother | None:
 
 
 def stream_with_info(
-    estimator: Any,
+    estimator: VideoEstimator,
     source: str | int | os.PathLike | FrameSource,
     *,
     detect_every: int | None = None,
@@ -298,20 +135,17 @@ def stream_with_info(
     if smoother is not None and tracker is None:
         logger.warning("smoothing needs tracking (it filters each track); smoothing is off")
         smoother = None
-    if detect_every is None:  # the estimator's (its preset's), else by source
-        detect_every = estimator.detect_every_for(src.kind) if hasattr(
-            estimator, "detect_every_for") else (1 if photos else DEFAULT_DETECT_EVERY)
+    if detect_every is None:  # the estimator's (its preset's, else by source)
+        detect_every = estimator.detect_every_for(src.kind)
     elif photos and tracker is None and detect_every > 1:  # no crops from another photo
         logger.info("images are estimated alone: the detector runs on every image "
                     "(detect_every=%d applies to a video or tracked frames)", detect_every)
         detect_every = 1
     # the estimator's flip test for this kind of source (photos: on by default)
-    flip = {"flip_test": estimator.flip_for(src.kind)} if hasattr(estimator, "flip_for") else {}
-    staged = hasattr(estimator, "detect") and hasattr(estimator, "estimate_detections")
+    flip = {"flip_test": estimator.flip_for(src.kind)}
     detector_lock = threading.Lock()  # one detector call at a time (cv2.dnn is not re-entrant)
-    frames = _decoded(src, estimator if staged else None, detect_every, max_frames, detector_lock,
-                      flip)
-    if pipeline and staged:
+    frames = scheduled_frames(src, estimator, detect_every, max_frames, detector_lock, flip)
+    if pipeline:
         frames = BackgroundIterator(frames, depth=4)  # hides a detector frame (~2 pose frames)
     previous: PoseResult | None = None
     try:
@@ -319,13 +153,8 @@ def stream_with_info(
             detected = None if detections is None else detections[0]  # detector boxes
             known = None  # track ids known from the crops that followed the keypoints
             if detections is not None:
-                result, known = _detected(estimator, frame, detections, previous, filler,
-                                          keypoint_box_threshold, flip)
-            elif not staged and (info.index % detect_every == 0 or previous is None
-                                 or len(previous) == 0
-                                 or tuple(previous.image_hw) != frame.shape[:2]):
-                result = estimator.estimate(frame, **flip)
-                result.image = None  # the frame is yielded beside it; results keep no frames
+                result, known = detector_frame(estimator, frame, detections, previous, filler,
+                                               keypoint_box_threshold, flip)
             elif (previous is None or len(previous) == 0
                     or tuple(previous.image_hw) != frame.shape[:2]):  # off-schedule detection
                 t0 = time.perf_counter()
@@ -361,55 +190,8 @@ def stream_with_info(
         src.close()
 
 
-Detections = tuple[np.ndarray, np.ndarray, float]  # boxes_xyxy (n, 4), scores (n,), detect ms
-
-
-def _detected(estimator: Any, frame: np.ndarray, detections: Detections,
-              previous: PoseResult | None, filler: DetectorGapFiller | None,
-              keypoint_box_threshold: float, flip: dict[str, bool]
-              ) -> tuple[PoseResult, np.ndarray | None]:
-    """A detector frame's people: the detections and, with ``filler``, the previous frame's
-    tracked people no detection covers, posed from their keypoint boxes (kept while their
-    pose shows a person; :class:`~evopose_sdk.tracking.DetectorGapFiller`); and the track
-    ids known for them (-1 for the detections; None: no one followed)."""
-    boxes, scores, detect_ms = detections
-    if filler is None or previous is None or tuple(previous.image_hw) != frame.shape[:2]:
-        return estimator.estimate_detections(frame, boxes, scores, detect_ms, **flip), None
-    all_boxes, all_scores, ids = filler.missed(
-        previous, keypoint_boxes(previous, keypoint_box_threshold), boxes, scores)
-    result = estimator.estimate_detections(frame, all_boxes, all_scores, detect_ms, **flip)
-    if len(all_boxes) == len(boxes):
-        return result, None
-    result = result[filler.keep(result, boxes)]
-    return result, filler.known_ids(result, all_boxes, ids)
-
-
-def _decoded(src: FrameSource, estimator: Any, detect_every: int, max_frames: int | None,
-             detector_lock: threading.Lock, flip: dict[str, bool] | None = None
-             ) -> Iterator[tuple[FrameInfo, np.ndarray, Detections | None, float]]:
-    """``(info, frame, detections, decode_ms)`` for each frame; ``detections`` on the
-    detector's schedule (frames 0, k, 2k, ...) when ``estimator`` is given, else None;
-    ``flip`` (``{"flip_test": ...}``) goes to its ``detect``."""
-    frames = iter(src)
-    while True:
-        t0 = time.perf_counter()
-        item = next(frames, None)
-        if item is None:
-            return
-        info, frame = item
-        if max_frames is not None and info.index >= max_frames:
-            return
-        t1 = time.perf_counter()
-        detections = None
-        if estimator is not None and info.index % detect_every == 0:
-            with detector_lock:
-                boxes, scores = estimator.detect(frame, **(flip or {}))
-            detections = (boxes, scores, (time.perf_counter() - t1) * 1e3)
-        yield info, frame, detections, (t1 - t0) * 1e3
-
-
 def stream(
-    estimator: Any,
+    estimator: VideoEstimator,
     source: str | int | os.PathLike | FrameSource,
     *,
     detect_every: int | None = None,
@@ -423,8 +205,8 @@ def stream(
     """Run ``estimator`` over a video, image folder or webcam; yield ``(frame_bgr, PoseResult)``.
 
     Args:
-        estimator: a :class:`~evopose_sdk.PoseEstimator` (needs ``estimate(frame)`` and
-            ``estimate_boxes(frame, boxes_xyxy)``).
+        estimator: a :class:`~evopose_sdk.PoseEstimator`, or any object with the methods of
+            :class:`VideoEstimator`.
         source: video path, image folder, image path, webcam index (``0`` / ``"0"``) or a
             :class:`FrameSource`.
         detect_every: run the person detector every k frames; in between, crops come from
