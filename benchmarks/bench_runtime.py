@@ -78,8 +78,8 @@ def matmul_gmacs_threads(threads: int, n: int = 1024) -> float:
 
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"import bench_runtime as b; print(b.matmul_gmacs({n}))")
+    code = (f"import runpy; b = runpy.run_path({__file__!r}); "
+            f"print(b['matmul_gmacs']({n}))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -243,9 +243,8 @@ def in_subprocess(fn: str, *args: object) -> dict:
     import subprocess
 
     text_args = json.dumps([str(a) if isinstance(a, Path) else a for a in args])
-    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"import bench_runtime as b; "
-            f"print('@@' + json.dumps(b.{fn}(*json.loads({text_args!r}))))")
+    code = (f"import json, runpy; b = runpy.run_path({__file__!r}); "
+            f"print('@@' + json.dumps(b[{fn!r}](*json.loads({text_args!r}))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO)
     lines = [x for x in out.stdout.splitlines() if x.startswith("@@")]

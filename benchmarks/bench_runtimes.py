@@ -26,22 +26,19 @@ import logging
 import os
 import platform
 import socket
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+from bench_runtime import table  # the script beside this one (its folder is on sys.path)
 
 from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.backends import make_backend
 from evopose_sdk.card import ModelCard, card_path_for
 from evopose_sdk.detectors import SSDPersonOnnxDetector
 from evopose_sdk.topdown import box_affine, warp_crops
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_runtime import table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIMES = ("onnxruntime", "opencv", "openvino")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,9 +34,7 @@ def main(argv=None) -> int:
 
     import keras
     import numpy as np
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from gpu_train_check import synthetic_source
+    from gpu_train_check import synthetic_source  # the script beside this one
 
     from evopose_sdk.codec import HeatmapCodec
     from evopose_sdk.training.batches import KeypointBatches

@@ -190,9 +190,9 @@ def _cli_fps(flags: str, video: str, frames: int) -> float:
 
 def _in_subprocess(flags: str, video: str, frames: int, root: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(root), EVOPOSE_MODELS_DIR=str(REPO / "models"))
-    code = (f"import sys, json; sys.path.insert(0, {str(root)!r}); "
-            f"sys.path.insert(1, {str(Path(__file__).parent)!r}); import profile_video as p; "
-            f"print('@@' + json.dumps(p.profile({flags!r}, {video!r}, {frames})))")
+    # ``root``'s evopose_sdk comes first: the process runs in ``root`` with it on PYTHONPATH
+    code = (f"import json, runpy; p = runpy.run_path({__file__!r}); "
+            f"print('@@' + json.dumps(p['profile']({flags!r}, {video!r}, {frames})))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=root)
     lines = [x for x in res.stdout.splitlines() if x.startswith("@@")]
