@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "PoseEstimator": "evopose_sdk.estimator",
-    "PoseEstimatorOptions": "evopose_sdk.estimator",
+    "PoseEstimatorOptions": "evopose_sdk.options",
     "PoseResult": "evopose_sdk.result",
     "Person": "evopose_sdk.result",
     "Detector": "evopose_sdk.detectors",
@@ -78,8 +78,9 @@ if TYPE_CHECKING:  # pragma: no cover
         make_detector,
     )
     from evopose_sdk.errors import DetectorError, EvoPoseError, InputError, ModelError, VideoError
-    from evopose_sdk.estimator import PoseEstimator, PoseEstimatorOptions
+    from evopose_sdk.estimator import PoseEstimator
     from evopose_sdk.io import load_image
+    from evopose_sdk.options import PoseEstimatorOptions
     from evopose_sdk.registry import available_models, resolve_model
     from evopose_sdk.result import Person, PoseResult
 
