@@ -3,7 +3,7 @@
 Every error names the file, shape or value at fault. ``EvoPoseError`` catches everything the
 package raises on purpose, in all stages: the runtime's classes below, ``CardError``,
 training's ``ConfigError``, ``DataError``, ``GenotypeError``, ``CheckpointError``,
-``TorchPickleError``, the search's ``SearchConfigError``, ``SearchStateError`` and
+``TorchPickleError``, ``RecoveryError``, the search's ``SearchConfigError``, ``SearchStateError`` and
 ``SearchInterrupted``, and export's ``ExportError``. Most also subclass :class:`ValueError`
 (the search's state and interrupt errors :class:`RuntimeError`), so callers that catch
 those keep working. The command-line tools print an ``EvoPoseError`` as one line and exit 1,

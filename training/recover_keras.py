@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evopose_sdk.errors import EvoPoseError
+
 log = logging.getLogger(__name__)
 
 _LAYER_RE = re.compile(r"/([A-Za-z0-9_]+?)_1/(?:convolution|conv_transpose|depthwise|BiasAdd)")
@@ -184,7 +186,7 @@ def calibration_crops(data_root: Path, input_hw, count: int, seed: int = 0) -> n
     return np.stack(crops).astype(np.float32)
 
 
-class RecoveryError(RuntimeError):
+class RecoveryError(EvoPoseError, RuntimeError):
     """The rebuilt model differs from the ONNX file by more than the tolerance."""
 
 
