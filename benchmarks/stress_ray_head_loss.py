@@ -3,7 +3,7 @@
 "lost the Ray cluster" message, leave a consistent folder, and resume to the end?
 
 Each run is the scenario of ``tests/test_search_ray_cluster.py`` (the same code,
-``tests/_ray_cluster.py``) on a fresh two-node cluster of this machine (``ray start --head``
+``evopose_sdk.training.search.head_loss``) on a fresh two-node cluster of this machine (``ray start --head``
 and ``ray start --address`` on 127.0.0.1, 1 CPU each) with the test's tiny search (128x96
 children, 2 steps each, 5 children): the worker node is SIGKILLed while it trains a child,
 the head while it trains a later one, each after a random delay of up to ``--max-delay``
@@ -27,25 +27,23 @@ import platform
 import random
 import re
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from _ray_cluster import (  # noqa: E402
+from evopose_sdk.atomic import atomic_write_text
+from evopose_sdk.training.search.head_loss import (
     HeadLossRun,
-    LocalRayCluster,
     ScenarioError,
     head_loss_run,
     ledger_problems,
     stop_problems,
+    tiny_search_config,
 )
-from _search_helpers import tiny_config  # noqa: E402
+from evopose_sdk.training.search.local_cluster import LocalRayCluster
 
-from evopose_sdk.atomic import atomic_write_text  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("EVOPOSE_DATA", REPO.parent / "shared" / "data"))
 
 log = logging.getLogger("stress_ray_head_loss")
 RESULTS = REPO / "benchmarks" / "results"
@@ -80,8 +78,8 @@ def one_run(i: int, rng: random.Random, max_delay: float) -> dict:
             cluster.start_node("head", head=True)
             cluster.start_node("worker")
             cluster.wait_nodes(2)
-            run = head_loss_run(cluster, Path(tmp), tiny_config(
-                generations=GENERATIONS, children=CHILDREN, parents=1), delay=delay)
+            run = head_loss_run(cluster, Path(tmp), tiny_search_config(
+                DATA_ROOT, generations=GENERATIONS, children=CHILDREN, parents=1), delay=delay)
             row.update(_judge(run))
         except (ScenarioError, RuntimeError, TimeoutError) as exc:
             row["error"] = f"{type(exc).__name__}: {exc}"[:500]

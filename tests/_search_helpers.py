@@ -8,26 +8,15 @@ from pathlib import Path
 import pytest
 from _training_helpers import DATA_ROOT as DATA
 
+from evopose_sdk.training.search.head_loss import tiny_search_config
+
 #: Tests on the real coco128 photos: they fail, naming the folder, when it is missing.
 needs_data = pytest.mark.usefixtures("coco128_data")
 
 
 def tiny_config(generations: int = 2, **extra) -> dict:
     """A search of narrow 128x96 children trained 2 steps each on real coco128 photos."""
-    cfg = {
-        "seed": 3, "generations": generations, "children": 4, "parents": 2,
-        "input_hw": [128, 96], "ancestor_filter_scale": 0.25,
-        "ancestor_epochs": 1, "child_epochs": 1,
-        "train_config": {"model": {"head_channels": 16, "weight_decay": 0.0}},
-        "train_overrides": [f"data.root={DATA}", 'data.sources=["coco128"]',
-                            "train.batch_size=4", "train.steps_per_epoch=2",
-                            "train.warmup_epochs=0", "train.lr=1e-3", "data.workers=0",
-                            "train.precision=float32", "train.jit_compile=false",
-                            "train.log_every_steps=100"],
-        "val_max_people": 8, "val_batch_size": 8, "eager": True,
-    }
-    cfg.update(extra)
-    return cfg
+    return tiny_search_config(DATA, generations, **extra)
 
 
 def lineage(search_dir: Path) -> list[tuple]:

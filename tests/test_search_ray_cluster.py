@@ -17,12 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from _ray_cluster import (
-    LocalRayCluster,
-    children_of,
+from _search_helpers import needs_data, tiny_config
+
+from evopose_sdk.training.search.head_loss import (
     finish,
     head_loss_run,
-    kill_all,
     ledger_problems,
     read_records,
     start_search,
@@ -30,7 +29,7 @@ from _ray_cluster import (
     training_child,
     wait_for,
 )
-from _search_helpers import needs_data, tiny_config
+from evopose_sdk.training.search.local_cluster import LocalRayCluster, children_of, kill_all
 
 log = logging.getLogger(__name__)
 
