@@ -32,7 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from bench_runtime import table  # the script beside this one (a script imports from its folder)
+from runtime_report import table  # beside this script (a script imports from its folder)
 
 from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.backends import make_backend
