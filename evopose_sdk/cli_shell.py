@@ -18,14 +18,13 @@ Only the standard library is imported here, so ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from evopose_sdk._env import set_env_defaults
-from evopose_sdk.errors import EvoPoseError, RunInterrupted
+from evopose_sdk.errors import EvoPoseError, RunInterrupted, did_you_mean
 from evopose_sdk.signals import StopSignals
 
 logger = logging.getLogger("evopose_sdk.cli")
@@ -82,9 +81,9 @@ class ArgumentParser(argparse.ArgumentParser):
         known = [o for o in _option_strings(self, parsed) if o.startswith("--")]
         parts = []
         for token in options:
-            match = difflib.get_close_matches(token.split("=", 1)[0], known, n=1, cutoff=0.5) \
-                if token.startswith("--") else []
-            hint = f"did you mean {match[0]}?" if match else f"see {self.prog} --help"
+            match = did_you_mean(token.split("=", 1)[0], known, cutoff=0.5, quote=False) \
+                if token.startswith("--") else ""
+            hint = match or f"see {self.prog} --help"
             parts.append(f"unrecognized option {token}; {hint}")
         return "\n  ".join(parts)
 

@@ -17,6 +17,19 @@ class EvoPoseError(Exception):
     """Base class of all errors raised on purpose by evopose-sdk."""
 
 
+def did_you_mean(word: str, choices, *, cutoff: float = 0.6, n: int = 1,
+                 quote: bool = True) -> str:
+    """The one "did you mean" hint of every error message: ``"did you mean 'x'?"`` (the
+    ``n`` nearest of ``choices`` by :func:`difflib.get_close_matches`, joined by " or "), or
+    "" when none is within ``cutoff`` (0-1 similarity). ``quote`` wraps each in ``repr``."""
+    import difflib  # noqa: PLC0415  (only on an error path)
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=cutoff)
+    if not close:
+        return ""
+    return "did you mean " + " or ".join(repr(c) if quote else c for c in close) + "?"
+
+
 class InputError(EvoPoseError, ValueError):
     """A bad image, array or box passed by the caller (missing, corrupt, wrong shape/dtype)."""
 

@@ -16,6 +16,7 @@ import numpy as np
 from evopose_sdk.backends import parse_device
 from evopose_sdk.card import ModelCard
 from evopose_sdk.decode import DECODE_METHODS
+from evopose_sdk.errors import did_you_mean
 from evopose_sdk.io import DEFAULT_MAX_IMAGE_PIXELS
 from evopose_sdk.presets import Preset, get_preset
 from evopose_sdk.registry import DEFAULT_MODEL, available_models
@@ -28,10 +29,8 @@ def _check_option_names(given: dict[str, Any], known: set[str], what: str) -> No
     """Raise TypeError for option names not in ``known``, suggesting the nearest."""
     unknown = sorted(set(given) - known)
     if unknown:
-        import difflib
-
-        hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (
-            m := difflib.get_close_matches(u, known, n=1)) else "") for u in unknown]
+        hints = [f"{u!r}" + (f" ({h})" if (h := did_you_mean(u, known)) else "")
+                 for u in unknown]
         raise TypeError(f"unknown {what} option(s): {', '.join(hints)}; known: "
                         f"{', '.join(sorted(known))}")
 

@@ -21,9 +21,10 @@ flip test and the detector every third frame.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, fields
 from typing import Any
+
+from evopose_sdk.errors import did_you_mean
 
 __all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "get_preset"]
 
@@ -94,7 +95,6 @@ def get_preset(preset: str | Preset | None) -> Preset:
         return preset
     name = DEFAULT_PRESET if preset is None else str(preset)
     if name not in PRESETS:
-        close = difflib.get_close_matches(name, list(PRESETS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = f" ({h})" if (h := did_you_mean(name, PRESETS)) else ""
         raise ValueError(f"unknown preset {name!r}{hint}; known: {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -8,7 +8,6 @@ without one, the card embedded in the file's metadata is used (it carries no sha
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -23,7 +22,7 @@ from evopose_sdk.card import (
     card_path_for,
     verify_sha256,
 )
-from evopose_sdk.errors import ModelError
+from evopose_sdk.errors import ModelError, did_you_mean
 from evopose_sdk.models import MODELS_DIR
 
 logger = logging.getLogger(__name__)
@@ -203,8 +202,8 @@ def resolve_model(
             msg = f"no {asked} file of model {own[0].card.name!r} in {where}."
         else:
             names = sorted({m.card.name for m in candidates} | {m.path.stem for m in candidates})
-            close = difflib.get_close_matches(key, [n.lower() for n in names], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = f" {h[0].upper()}{h[1:]}" if (
+                h := did_you_mean(key, [n.lower() for n in names])) else ""
             msg = f"no model named {text!r} in {where}.{hint}"
         labels = ", ".join(m.label for m in sorted(listed, key=_order)) or "none shipped"
         raise ModelError(

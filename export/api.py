@@ -17,6 +17,7 @@ from evopose_sdk.atomic import atomic_write_bytes, atomic_write_text
 from evopose_sdk.backends import make_backend
 from evopose_sdk.card import ONNX_METADATA_KEY, ModelCard, card_path_for, sha256_file
 from evopose_sdk.codec import HeatmapCodec
+from evopose_sdk.errors import did_you_mean
 from evopose_sdk.export.crops import (
     CropSet,
     crops_from_coco,
@@ -100,11 +101,9 @@ def parse_formats(formats: str | Sequence[str] | None) -> list[str]:
         elif "tflite-" + item in FORMATS:
             names = ["tflite-" + item]
         else:
-            import difflib
-
-            hint = difflib.get_close_matches(item, list(FORMATS) + ["all", "tflite"], n=1)
-            raise ExportError(f"unknown format {raw!r}" + (f"; did you mean {hint[0]!r}?" if hint
-                              else f"; choose from {', '.join(FORMATS)}, tflite, all"))
+            hint = did_you_mean(item, [*FORMATS, "all", "tflite"])
+            raise ExportError(f"unknown format {raw!r}; " + (
+                hint or f"choose from {', '.join(FORMATS)}, tflite, all"))
         chosen += [n for n in names if n not in chosen]
     if not chosen:
         raise ExportError("no output format chosen")

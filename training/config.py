@@ -7,14 +7,13 @@ a ``"base"`` config (a bundled name such as ``"s"`` or a path) that they overrid
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
-from evopose_sdk.errors import EvoPoseError
+from evopose_sdk.errors import EvoPoseError, did_you_mean
 
 #: Every known field with its default. Unknown fields are rejected with a suggestion.
 DEFAULT_CONFIG: dict = {
@@ -124,8 +123,8 @@ def known_keys() -> list[str]:
 
 
 def _suggest(key: str) -> str:
-    close = difflib.get_close_matches(key, known_keys(), n=3, cutoff=0.5)
-    return f"; did you mean {' or '.join(close)}?" if close else ""
+    hint = did_you_mean(key, known_keys(), n=3, cutoff=0.5, quote=False)
+    return f"; {hint}" if hint else ""
 
 
 def merge(base: dict, override: Mapping, path: str = "") -> dict:

@@ -11,13 +11,12 @@ Example (the paper's setting, on the data of ``/path/to/data``)::
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evopose_sdk.errors import EvoPoseError
+from evopose_sdk.errors import EvoPoseError, did_you_mean
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import genotype as gt
 from evopose_sdk.training.search.mutation import MutationSpace, scale_filters
@@ -168,9 +167,8 @@ class SearchConfig:
         known = set(cls.__dataclass_fields__)
         unknown = [k for k in data if k not in known]
         if unknown:
-            hints = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
-            msg = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
-                            for k, h in hints.items())
+            msg = ", ".join(f"{k!r}" + (f" ({h})" if (h := did_you_mean(k, known)) else "")
+                            for k in unknown)
             raise SearchConfigError(f"unknown search config fields: {msg}")
         return cls(**data)
 
