@@ -1,11 +1,14 @@
-"""Helpers for the video / tracking / CLI tests: sample paths, real detections on the demo
-video, and a random-weight pose ONNX model made once per test session.
+"""Helpers for the video / tracking / CLI tests: sample paths, ``evopose-infer`` in a
+subprocess, real detections on the demo video, and a random-weight pose ONNX model made once
+per test session.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -27,6 +30,18 @@ def demo_mid_run(stderr: str | bytes) -> bool:
     if isinstance(stderr, bytes):
         stderr = stderr.decode(errors="replace")
     return _DEMO_MID_RUN.search(stderr) is not None
+
+
+def run_infer(args: list, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``evopose-infer ARGS`` in a subprocess from the repository root, output captured."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "evopose_sdk.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+
+
+def files_under(d: Path) -> list[str]:
+    """Everything under ``d`` (hidden temp files included), relative names."""
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
 
 
 def write_frames(first: int, count: int, folder: Path, size: tuple[int, int] | None = None,
