@@ -28,6 +28,31 @@ def sample(name: str) -> Path:
     return p
 
 
+#: Person boxes (x1, y1, x2, y2) of .samples/bus.jpg as the runtime tests pass them.
+BUS_BOXES = np.array([[52, 392, 229, 900], [230, 409, 352, 878], [678, 363, 810, 882],
+                      [0, 550, 70, 880]], np.float32)
+
+#: Hand-chosen person boxes (x1, y1, x2, y2) in the sample photos (export crops).
+PERSON_BOXES = {
+    "bus.jpg": [[50, 400, 245, 905], [215, 405, 345, 860], [670, 380, 810, 875],
+                [0, 550, 65, 870]],
+    "zidane.jpg": [[745, 40, 1140, 712], [120, 190, 715, 715]],
+}
+
+
+def person_crops(input_hw, n):
+    """``n`` export calibration / parity crops of the people in :data:`PERSON_BOXES`."""
+    from evopose_sdk.export import crops_from_boxes
+
+    return crops_from_boxes([(sample(k), v) for k, v in PERSON_BOXES.items()], input_hw, n,
+                            description="bus.jpg/zidane.jpg hand-chosen boxes")
+
+
+def keras_output(model, x):
+    """A Keras model's output on ``x`` (inference mode) as a float32 array."""
+    return np.asarray(model(x, training=False), np.float32)
+
+
 def save_onnx_with_card(model, path: Path, card: ModelCard) -> Path:
     """Write an ONNX model and its sha256-checked card next to it."""
     import onnx
