@@ -4,7 +4,7 @@ Every error names the file, shape or value at fault. ``EvoPoseError`` catches ev
 package raises on purpose, in all stages: the runtime's classes below, ``CardError``,
 training's ``ConfigError``, ``DataError``, ``GenotypeError``, ``CheckpointError``,
 ``TorchPickleError``, ``RecoveryError``, the search's ``SearchConfigError``, ``SearchStateError`` and
-``SearchInterrupted``, and export's ``ExportError``. Most also subclass :class:`ValueError`
+``SearchInterrupted`` (and the cluster check's ``ScenarioError``), and export's ``ExportError``. Most also subclass :class:`ValueError`
 (the search's state and interrupt errors :class:`RuntimeError`), so callers that catch
 those keep working. The command-line tools print an ``EvoPoseError`` as one line and exit 1,
 or 130 for a :class:`RunInterrupted` (:mod:`evopose_sdk.cli_shell`).

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evopose_sdk.errors import EvoPoseError
 from evopose_sdk.training.search.local_cluster import LocalRayCluster, open_files
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def tiny_search_config(data_root: str | Path, generations: int = 2, **extra) -> 
     return cfg
 
 
-class ScenarioError(RuntimeError):
+class ScenarioError(EvoPoseError, RuntimeError):
     """The search exited, or never reached a state the scenario waits for."""
 
 
