@@ -40,6 +40,13 @@ PERSON_BOXES = {
 }
 
 
+#: The XS genotype (S with stride 2 in stage 6) and the small input the export and quantisation
+#: tests build it at; crops of the parity check and of int8 calibration.
+XS_GENOTYPE = "k3r1f2s1_k3r3f3s2_k5r2f5s2_k3r4f10s2_k5r2f14s1_k5r4f16s2_k3r2f10s1"
+SMALL_HW = (128, 96)
+N_PARITY, N_CALIB = 16, 24
+
+
 def person_crops(input_hw, n):
     """``n`` export calibration / parity crops of the people in :data:`PERSON_BOXES`."""
     from evopose_sdk.export import crops_from_boxes

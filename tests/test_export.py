@@ -22,7 +22,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import onnxruntime as ort  # noqa: E402
-from _runtime_helpers import PERSON_BOXES, keras_output, person_crops, sample  # noqa: E402
+from _runtime_helpers import (  # noqa: E402
+    N_CALIB,
+    N_PARITY,
+    PERSON_BOXES,
+    keras_output,
+    person_crops,
+    sample,
+)
 
 from evopose_sdk.card import (  # noqa: E402
     ONNX_METADATA_KEY,
@@ -32,8 +39,6 @@ from evopose_sdk.card import (  # noqa: E402
     verify_sha256,
 )
 from evopose_sdk.export import ExportError, export_model  # noqa: E402
-
-N_PARITY, N_CALIB = 16, 24
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import onnxruntime as ort  # noqa: E402
-from _runtime_helpers import PERSON_BOXES, keras_output, person_crops, sample  # noqa: E402
+from _runtime_helpers import (  # noqa: E402
+    PERSON_BOXES,
+    SMALL_HW,
+    XS_GENOTYPE,
+    keras_output,
+    person_crops,
+    sample,
+)
 from _training_helpers import require_data  # noqa: E402
 
 from evopose_sdk.card import ModelCard, sha256_file, verify_sha256  # noqa: E402
 from evopose_sdk.export import ExportError, export_model  # noqa: E402
 from evopose_sdk.export.source import load_source  # noqa: E402
 
-XS_GENOTYPE = "k3r1f2s1_k3r3f3s2_k5r2f5s2_k3r4f10s2_k5r2f14s1_k5r4f16s2_k3r2f10s1"
-SMALL_HW = (128, 96)
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _runtime_helpers import N_CALIB, N_PARITY, SMALL_HW, XS_GENOTYPE, person_crops
 from _training_helpers import DATA_ROOT, require_data
-from test_export import N_CALIB, N_PARITY, SMALL_HW, XS_GENOTYPE, _sample_crops
 
 from evopose_sdk.training import config as cfgmod
 from evopose_sdk.training import quantize as Q
@@ -74,7 +74,7 @@ def small_net():
 
     keras.utils.set_random_seed(0)
     model = build_evopose(decode(XS_GENOTYPE), SMALL_HW, 17)
-    crops = _sample_crops(SMALL_HW, 24).images
+    crops = person_crops(SMALL_HW, 24).images
     return model, crops
 
 
