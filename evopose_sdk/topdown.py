@@ -38,6 +38,14 @@ RunFn = Callable[[np.ndarray], np.ndarray]
 DEFAULT_KEYPOINT_SCORE_FLOOR = 0.2
 
 
+def keras_run(model) -> RunFn:
+    """A Keras model as a pipeline ``run`` (the one model call of training's evaluation and
+    export's parity): (N, H, W, 3) float32 crops -> (N, h, w, K) float32 heatmaps,
+    ``predict_on_batch`` (inference mode, one compiled call per batch shape). Keras itself is
+    not imported here."""
+    return lambda x: np.asarray(model.predict_on_batch(x), np.float32)
+
+
 def box_affine(box_xyxy: Sequence[float] | np.ndarray, input_hw: tuple[int, int],
                padding: float = geometry.DEFAULT_PADDING, scale: float = 1.0,
                shift_xy: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:

@@ -32,6 +32,7 @@ from evopose_sdk.export.options import (
     parse_input_size,
 )
 from evopose_sdk.export.portable import CARD_NOTE
+from evopose_sdk.topdown import keras_run
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ def export_model(
     parity_set = crops.take(slice(0, n_parity))
     calib_set = crops.take(slice(n_parity, None)) if len(crops) > n_parity else parity_set
     codec = HeatmapCodec(source.input_hw, source.heatmap_stride, decode_method=decode)
-    reference = parity.parity_heatmaps(parity.keras_run(source.model), parity_set.images, codec)
+    reference = parity.parity_heatmaps(keras_run(source.model), parity_set.images, codec)
 
     out = Path(out_dir)
     stem = stem or source.file_stem

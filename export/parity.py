@@ -30,12 +30,6 @@ log = logging.getLogger(__name__)
 PARITY_BATCH = 8
 
 
-def keras_run(model) -> RunFn:
-    """The Keras model as a pipeline ``run``: (N, H, W, 3) float32 -> (N, h, w, K) float32
-    heatmaps in inference mode."""
-    return lambda x: np.asarray(model(x, training=False), np.float32)
-
-
 def parity_heatmaps(run: RunFn, crops: np.ndarray, codec: HeatmapCodec) -> np.ndarray:
     """Heatmaps (N, h, w, K) float32 of crops (N, H, W, 3) through the pipeline, flip test off,
     :data:`PARITY_BATCH` crops per call."""

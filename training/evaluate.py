@@ -27,7 +27,7 @@ from evopose_sdk import geometry
 from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_SIGMAS
-from evopose_sdk.topdown import RunFn, TopDownPipeline
+from evopose_sdk.topdown import TopDownPipeline, keras_run
 from evopose_sdk.training import sources as srcmod
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,6 @@ def _boxes_by_image(gt: dict, detections) -> dict[int, list[tuple[np.ndarray, fl
             continue
         out[d["image_id"]].append((np.asarray(d["bbox"], np.float64), float(d["score"]), -1))
     return out
-
-
-def keras_run(model) -> RunFn:
-    """The Keras model as a pipeline ``run``: (N, H, W, 3) float32 RGB 0-255 crops ->
-    (N, Hh, Ww, K) float32 heatmaps (``predict_on_batch``, inference mode)."""
-    return lambda x: np.asarray(model.predict_on_batch(x), np.float32)
 
 
 def model_pipeline(model, *, flip: bool = True, flip_pairs=COCO_FLIP_PAIRS,
