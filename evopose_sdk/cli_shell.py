@@ -209,3 +209,16 @@ def run_main(prog: str, body: Callable[[list[str]], int], argv: Sequence[str] | 
         _remove_handlers()
         root.setLevel(levels[0])
         package.setLevel(levels[1])
+
+
+def run_subcommand(prog: str, commands: dict[str, Callable[[list[str]], int]],
+                   argv: Sequence[str] | None = None) -> int:
+    """``commands[argv[0]](argv[1:])`` for a module run as ``python -m <prog> NAME ...``
+    (``argv`` default ``sys.argv[1:]``); without a known NAME, the usage on stderr and
+    :data:`EXIT_USAGE`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in commands:
+        print(f"usage: python -m {prog} {{{','.join(commands)}}} ... (-h after one for its "
+              "options)", file=sys.stderr)
+        return EXIT_USAGE
+    return commands[args[0]](args[1:])

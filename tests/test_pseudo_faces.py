@@ -1,4 +1,5 @@
-"""Face pseudo-labels (tools/pseudo_label_faces.py) from a real MoveNet on real LSP people."""
+"""Face pseudo-labels (tools/pseudo_label_faces.py over evopose_sdk.training.pseudo_labeller)
+from a real MoveNet on real LSP people."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from _training_helpers import REPO, require_data
 
 
@@ -60,4 +62,35 @@ def test_pseudo_faces_missing_teacher_is_a_clear_error(tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert "no teacher model" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_label_source_accounts_for_every_face_point():
+    """Called directly: each gated person's five face points are added or rejected (score or
+    distance), and the annotations outside the limit are left out."""
+    from evopose_sdk.training.pseudo_labeller import (
+        FACE,
+        MoveNetSinglePose,
+        head_gate,
+        label_source,
+    )
+
+    data = require_data("lsp")
+    coco, counts = label_source(data / "lsp", MoveNetSinglePose(_lightning()), 0.3, limit=15)
+    assert counts["people"] == len(coco["annotations"]) == 15
+    gated = sum(head_gate(a) is not None for a in coco["annotations"])
+    assert gated + counts["no_head_joints"] == 15
+    assert counts["points"] + counts["rejected_score"] + counts["rejected_far"] == \
+        len(FACE) * gated
+    assert counts["points"] == sum(a.get("pseudo_face", {}).get("points", 0)
+                                   for a in coco["annotations"])
+    assert "pseudo_face_labels" in coco["info"]
+
+
+def test_pseudo_label_faces_checks_inputs_before_writing(tmp_path):
+    from evopose_sdk.training.pseudo_labeller import pseudo_label_faces
+
+    data = require_data("lsp")
+    with pytest.raises(FileNotFoundError, match="nosuch/annotations.json"):
+        pseudo_label_faces(data, _lightning(), tmp_path / "o", ["lsp", "nosuch"])
     assert not (tmp_path / "o").exists()

@@ -1,5 +1,5 @@
-"""Teacher pass, agreement table and label variants (tools/teacher_pass.py, teacher_labels.py)
-with a real MoveNet on real people, and the rebuilt-from-ONNX checkpoint (tools/recover_keras.py
+"""Teacher pass, agreement table and label variants (tools/teacher_pass.py, teacher_labels.py,
+wrappers of evopose_sdk.training.teacher_labels) with a real MoveNet on real people, and the rebuilt-from-ONNX checkpoint (tools/recover_keras.py
 over evopose_sdk.training.recover_keras) with its fp16 weights file."""
 
 from __future__ import annotations
@@ -81,6 +81,34 @@ def test_agreement_table_and_label_variants(teacher_run):
             assert np.linalg.norm(hips[aid][11:13, :2] - base[aid][11:13, :2], axis=1).max() < 30
     gated, info = kps("faces_hips_gated", "lspet")
     assert info["joints_from_teacher"] >= 0
+
+
+def test_package_functions_give_what_the_tools_wrote(teacher_run, tmp_path):
+    """The tools are thin wrappers: the package functions, called directly on the same
+    people, give the same teacher keypoints, report and label files."""
+    from evopose_sdk.training.teacher_labels import (
+        VARIANTS,
+        markdown_table,
+        teacher_labels,
+        teacher_pass,
+    )
+
+    data, tmp, stdout = teacher_run
+    files = teacher_pass(data, _lightning(), tmp_path / "t", ["lsp"], threads=1, limit=12)
+    assert files == {"lsp": tmp_path / "t" / "lsp.npz"}
+    new, old = np.load(files["lsp"]), np.load(tmp / "t" / "lsp.npz")
+    np.testing.assert_array_equal(new["ann_ids"], old["ann_ids"])
+    np.testing.assert_allclose(new["teacher"], old["teacher"], atol=1e-4)
+    report = teacher_labels(data, tmp / "t", tmp_path / "v")
+    assert json.loads(json.dumps(report)) == json.loads((tmp / "table.json").read_text())
+    assert markdown_table(report) in stdout
+    for variant in VARIANTS:
+        for source in ("lsp", "lspet", "parse"):
+            rel = f"{variant}/{source}/annotations.json"
+            assert (tmp_path / "v" / rel).read_text() == (tmp / "v" / rel).read_text()
+    with pytest.raises(FileNotFoundError, match="no teacher keypoints"):
+        teacher_labels(data, tmp_path / "t", tmp_path / "v2")  # only lsp was passed
+    assert not (tmp_path / "v2").exists()
 
 
 def test_rebuilt_checkpoint_matches_the_onnx_file_and_survives_fp16(tmp_path):
