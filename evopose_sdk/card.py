@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from evopose_sdk.atomic import atomic_write_text
-from evopose_sdk.errors import EvoPoseError
+from evopose_sdk.backends import FILE_FORMATS
+from evopose_sdk.errors import EvoPoseError, or_list
 from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 ONNX_METADATA_KEY = "evopose_card"
@@ -42,7 +43,8 @@ class ModelCard:
         flip_pairs: (left, right) index pairs swapped by a horizontal flip.
         skeleton: (a, b) index pairs drawn as limbs.
         genotype: 7 x [kernel, repeats, filters/8, stride], or None for foreign models.
-        file_format: ``"onnx"`` or ``"tflite"``.
+        file_format: ``"onnx"`` or ``"tflite"`` (a registered backend's,
+            :data:`~evopose_sdk.backends.FILE_FORMATS`).
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
         trained: False for random-weight exports (the CLI warns when it runs them).
         training_data: free text or dict describing data and licences.
@@ -103,8 +105,9 @@ class ModelCard:
             for p in pair_list:
                 if len(p) != 2 or not all(0 <= int(i) < k for i in p):
                     raise CardError(f"{what} entry {p} is not a pair of indices below {k}")
-        if self.file_format not in ("onnx", "tflite"):
-            raise CardError(f"file_format must be 'onnx' or 'tflite'; received {self.file_format!r}")
+        if self.file_format not in FILE_FORMATS:
+            raise CardError(f"file_format must be {or_list(FILE_FORMATS)}; received "
+                            f"{self.file_format!r}")
         if self.precision not in ("fp32", "fp16", "int8"):
             raise CardError(f"precision must be fp32, fp16 or int8; received {self.precision!r}")
 

@@ -11,6 +11,7 @@ import math
 import textwrap
 
 from evopose_sdk import __version__
+from evopose_sdk.backends import BACKEND_NAMES
 from evopose_sdk.cli_shell import ArgumentParser, add_verbosity_options
 from evopose_sdk.presets import DEFAULT_PRESET, PRESETS
 from evopose_sdk.registry import DEFAULT_MODEL, PRECISIONS
@@ -148,7 +149,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="which file of a shipped model: fp32 (ONNX), fp16 or int8 (TFLite) "
                         "(default: PoseEstimator's for the model; see 'models' below)")
-    g.add_argument("--backend", choices=("onnxruntime", "tflite"), default=None,
+    g.add_argument("--backend", choices=BACKEND_NAMES, default=None,
                    help="inference runtime (default: from the model file found)")
     g.add_argument("--device", type=_device_arg, default=None,
                    help="where ONNX Runtime runs: cpu (default), cuda, cuda:1, tensorrt, rocm, "

@@ -27,7 +27,12 @@ def did_you_mean(word: str, choices, *, cutoff: float = 0.6, n: int = 1,
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=cutoff)
     if not close:
         return ""
-    return "did you mean " + " or ".join(repr(c) if quote else c for c in close) + "?"
+    return "did you mean " + or_list(close, quote=quote) + "?"
+
+
+def or_list(choices, *, quote: bool = True) -> str:
+    """``"'a' or 'b'"``: the choices of an error message (``quote=False``: ``"a or b"``)."""
+    return " or ".join(repr(c) if quote else str(c) for c in choices)
 
 
 class InputError(EvoPoseError, ValueError):

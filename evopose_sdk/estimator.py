@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 
 from evopose_sdk import video
-from evopose_sdk.backends import make_backend, parse_device
+from evopose_sdk.backends import (
+    BACKENDS,
+    DEVICE_BACKEND,
+    backend_for_format,
+    make_backend,
+    parse_device,
+)
 from evopose_sdk.card import ModelCard
 from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.detectors import Detector, detect_with_flip, make_detector, validate_boxes
@@ -55,8 +61,6 @@ logger = logging.getLogger(__name__)
 
 #: One image as :meth:`PoseEstimator.estimate` takes it: an array or a path.
 ImageInput = np.ndarray | str | os.PathLike
-
-
 
 
 class PoseEstimator:
@@ -102,7 +106,7 @@ class PoseEstimator:
         backend = options.backend
         precision = options.precision
         if parse_device(options.device)[0] != "cpu" and backend is None and precision is None:
-            backend = "onnxruntime"  # a GPU runs ONNX; LiteRT's int8 file is CPU only
+            backend = DEVICE_BACKEND.name  # a GPU runs ONNX; LiteRT's int8 file is CPU only
         if precision is None:
             precision = default_precision(options.model, backend)
         resolved = resolve_model(options.model, backend=backend, precision=precision,
@@ -110,9 +114,8 @@ class PoseEstimator:
         self.model_path: Path = resolved.path
         self.card: ModelCard = resolved.card
         if backend is None:  # from the file found (a shipped int8 model is TFLite only)
-            backend = "tflite" if self.card.file_format == "tflite" else "onnxruntime"
-        if backend in ("onnxruntime", "onnx") and self.card.file_format != "onnx" or \
-                backend == "tflite" and self.card.file_format != "tflite":
+            backend = backend_for_format(self.card.file_format).name
+        if backend in BACKENDS and BACKENDS[backend].file_format != self.card.file_format:
             raise ModelError(f"backend {backend!r} cannot run the {self.card.file_format} file "
                              f"{self.model_path}")
         self.backend = make_backend(self.model_path, backend, options.threads,

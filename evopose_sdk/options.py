@@ -13,10 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from evopose_sdk.backends import parse_device
+from evopose_sdk.backends import (
+    BACKEND_NAMES,
+    BACKENDS,
+    backend_for_format,
+    format_of_backend,
+    parse_device,
+)
 from evopose_sdk.card import ModelCard
 from evopose_sdk.decode import DECODE_METHODS
-from evopose_sdk.errors import did_you_mean
+from evopose_sdk.errors import did_you_mean, or_list
 from evopose_sdk.io import DEFAULT_MAX_IMAGE_PIXELS
 from evopose_sdk.presets import Preset, get_preset
 from evopose_sdk.registry import DEFAULT_MODEL, available_models
@@ -113,8 +119,9 @@ class PoseEstimatorOptions:
             raise ValueError(f"flip_test must be True, False or None; received {self.flip_test!r}")
         if self.decode not in DECODE_METHODS:
             raise ValueError(f"decode must be one of {DECODE_METHODS}; received {self.decode!r}")
-        if self.backend not in (None, "onnxruntime", "onnx", "tflite"):
-            raise ValueError(f"backend must be 'onnxruntime' or 'tflite'; received {self.backend!r}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"backend must be {or_list(BACKEND_NAMES)}; received "
+                             f"{self.backend!r}")
         if not self.box_padding > 0:
             raise ValueError(f"box_padding must be positive; received {self.box_padding}")
         if int(self.max_people) < 1:
@@ -163,17 +170,18 @@ def default_precision(model: str | os.PathLike, backend: str | None = None) -> s
     (the int8 file is TFLite), else None (the registry's pick: the most precise file).
     ``backend="tflite"`` asks the same of the TFLite files (int8 is also the fastest of
     them: 35.6 vs 19.5 frames/s for fp16); ``"onnxruntime"``: None (fp32 is the ONNX file)."""
-    if backend in ("onnxruntime", "onnx"):
-        return None
     name = os.fspath(model).lower()
     cards = {m.card.precision: m.card for m in available_models() if m.card.name.lower() == name}
     if "int8" not in cards or "fp32" not in cards:
         return None
+    runtime = backend_for_format(cards["int8"].file_format)
+    if backend is not None and format_of_backend(backend) != runtime.file_format:
+        return None  # the backend asked for cannot run the int8 file
     ap8, ap32 = _card_ap(cards["int8"]), _card_ap(cards["fp32"])
     if ap8 is None or ap32 is None or ap32 - ap8 > INT8_MAX_AP_DROP:
         return None
-    if importlib.util.find_spec("ai_edge_litert") is None and backend is None:
-        logger.info("%s int8 (%.3f AP vs %.3f fp32) needs ai-edge-litert (pip install "
-                    "'evopose-sdk[tflite]'); running fp32", model, ap8, ap32)
+    if importlib.util.find_spec(runtime.runtime_module) is None and backend is None:
+        logger.info("%s int8 (%.3f AP vs %.3f fp32) needs %s (%s); running fp32", model, ap8,
+                    ap32, runtime.runtime_package, runtime.install_hint)
         return None
     return "int8"

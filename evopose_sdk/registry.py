@@ -2,8 +2,10 @@
 
 Names are looked up among the cards shipped in the ``evopose_sdk.models`` package folder
 (:data:`MODELS_DIR`): a card ``<file>.json`` whose ``name`` (or file stem) matches. A path to
-an ``.onnx`` / ``.tflite`` file is read with the card next to it (``<file>.json``); for ONNX
-without one, the card embedded in the file's metadata is used (it carries no sha256).
+a model file (an ``.onnx`` / ``.tflite`` file: a suffix of
+:data:`~evopose_sdk.backends.MODEL_SUFFIXES`) is read with the card next to it
+(``<file>.json``); for a format that embeds it (ONNX) without one, the card in the file's
+metadata is used (it carries no sha256).
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from evopose_sdk.backends import (
+    DEFAULT_BACKEND,
+    MODEL_SUFFIXES,
+    backend_for_path,
+    format_of_backend,
+)
 from evopose_sdk.card import (
     CARD_SUFFIX,
     ONNX_METADATA_KEY,
@@ -22,12 +30,13 @@ from evopose_sdk.card import (
     card_path_for,
     verify_sha256,
 )
-from evopose_sdk.errors import ModelError, did_you_mean
+from evopose_sdk.errors import ModelError, did_you_mean, or_list
 from evopose_sdk.models import MODELS_DIR
 
 logger = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".onnx", ".tflite")
+#: ".onnx or .tflite" in messages
+_SUFFIXES_TEXT = or_list(MODEL_SUFFIXES, quote=False)
 
 #: The shipped model used when none is named: EvoPose2D-S at the paper's 256x192 input,
 #: trained on CPU in four stages, the last quantisation-aware (see its card and the README).
@@ -64,10 +73,6 @@ class ResolvedModel:
         return f"{self.card.name} {self.card.precision} = {self.path.name}"
 
 
-def _format_of(path: Path) -> str:
-    return "tflite" if path.suffix.lower() == ".tflite" else "onnx"
-
-
 def available_models(search_dir: str | os.PathLike | None = None) -> list[ResolvedModel]:
     """Every model file with a readable card in ``search_dir`` (default: :func:`models_dir`)."""
     folder = Path(search_dir) if search_dir is not None else models_dir()
@@ -86,14 +91,8 @@ def available_models(search_dir: str | os.PathLike | None = None) -> list[Resolv
 
 
 def read_embedded_card(path: str | os.PathLike) -> ModelCard | None:
-    """The card embedded in an ONNX file's metadata, or None if it has none."""
-    import onnxruntime as ort
-
-    try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ModelError(f"cannot load ONNX model {path}: {exc}") from None
-    meta = sess.get_modelmeta().custom_metadata_map
+    """The card embedded in a model file's metadata (ONNX), or None if it has none."""
+    meta = backend_for_path(path).read_metadata(path)
     if ONNX_METADATA_KEY not in meta:
         return None
     try:
@@ -105,11 +104,12 @@ def read_embedded_card(path: str | os.PathLike) -> ModelCard | None:
 def _load_for_path(path: Path, verify: bool) -> ResolvedModel:
     if path.is_dir():
         raise ModelError(f"model path is a directory, not a model file: {path} (pass the "
-                         ".onnx or .tflite file inside it, or a shipped model name)")
+                         f"{_SUFFIXES_TEXT} file inside it, or a shipped model name)")
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ModelError(f"model file must end in .onnx or .tflite; received {path}")
+        raise ModelError(f"model file must end in {_SUFFIXES_TEXT}; received {path}")
+    runtime = backend_for_path(path)
     card_file = card_path_for(path)
     if card_file.is_file():
         try:
@@ -118,18 +118,18 @@ def _load_for_path(path: Path, verify: bool) -> ResolvedModel:
                 verify_sha256(card, path)
         except CardError as exc:
             raise ModelError(str(exc)) from None
-    elif _format_of(path) == "onnx":
+    elif runtime.embeds_card:
         card = read_embedded_card(path)
         if card is None:
             raise ModelError(f"no card for {path}: expected {card_file.name} next to it or an "
-                             f"'{ONNX_METADATA_KEY}' entry in the ONNX metadata")
+                             f"'{ONNX_METADATA_KEY}' entry in the {runtime.label} metadata")
         logger.info("using the card embedded in %s (no sha256 check without %s)",
                     path.name, card_file.name)
     else:
         raise ModelError(f"no card for {path}: expected {card_file} next to it")
-    if card.file_format != _format_of(path):
+    if card.file_format != runtime.file_format:
         raise ModelError(f"card/file mismatch for {path}: card says file_format="
-                         f"{card.file_format!r} but the file is {_format_of(path)!r}")
+                         f"{card.file_format!r} but the file is {runtime.file_format!r}")
     return ResolvedModel(path, card)
 
 
@@ -171,7 +171,7 @@ def resolve_model(
     if as_path or (path.suffix.lower() in MODEL_SUFFIXES
                    and not any(m.path.name.lower() == key for m in candidates)):
         return _load_for_path(path, verify)
-    fmt = None if backend is None else ("tflite" if backend == "tflite" else "onnx")
+    fmt = None if backend is None else format_of_backend(backend)
     by_name = [m for m in candidates if m.card.name.lower() == key]
     by_file = [m for m in candidates if key in (m.path.stem.lower(), m.path.name.lower())]
     where = search_dir if search_dir is not None else models_dir()
@@ -191,7 +191,8 @@ def resolve_model(
     if precision is not None:
         matches = [m for m in matches if m.card.precision == precision]
     if fmt is None:  # ONNX where it exists, else what is shipped (e.g. int8 is TFLite only)
-        fmt = "onnx" if any(m.card.file_format == "onnx" for m in matches) or not matches \
+        default = DEFAULT_BACKEND.file_format
+        fmt = default if any(m.card.file_format == default for m in matches) or not matches \
             else matches[0].card.file_format
     matches = [m for m in matches if m.card.file_format == fmt]
     if not matches:
@@ -208,7 +209,7 @@ def resolve_model(
         labels = ", ".join(m.label for m in sorted(listed, key=_order)) or "none shipped"
         raise ModelError(
             f"{msg} Available (model name + precision, or the file name): {labels}. "
-            "Pass a path to an .onnx or .tflite file with its card (<file>.json) instead.")
+            f"Pass a path to an {_SUFFIXES_TEXT} file with its card (<file>.json) instead.")
     best = sorted(matches, key=_order)[0]
     if precision is None and best.card.precision != "fp32":
         logger.warning("%s has no fp32 %s file; using %s (%s). Ask for a precision "

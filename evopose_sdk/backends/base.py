@@ -1,6 +1,8 @@
-"""What every backend shares: the :class:`Backend` protocol, the checks of a batch and of
-the model's output, in-memory model bytes, and :func:`native_stderr_to_log` (native code's
-writes to fd 2 routed into logging; also used when a video is opened).
+"""What every backend shares: the :class:`Backend` protocol, :class:`RuntimeBackend` (the
+facts a backend class declares about its files, read by the registry in
+:mod:`evopose_sdk.backends`), the checks of a batch and of the model's output, in-memory model
+bytes, and :func:`native_stderr_to_log` (native code's writes to fd 2 routed into logging;
+also used when a video is opened).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -33,6 +35,52 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the runtime's resources."""
         ...
+
+
+class RuntimeBackend:
+    """Base of every runtime backend class: what it runs, declared as class attributes.
+
+    The registry (:data:`evopose_sdk.backends.BACKEND_CLASSES`) reads these, so the model
+    registry, the cards, the estimator's options and ``--backend`` know a new format from its
+    class alone.
+    """
+
+    #: ``backend=`` name (``--backend`` choice)
+    name: ClassVar[str]
+    #: other ``backend=`` names that pick this class
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: the card's ``file_format`` for its files
+    file_format: ClassVar[str]
+    #: file name suffix of its files (lower case, with the dot)
+    suffix: ClassVar[str]
+    #: the format's name in messages
+    label: ClassVar[str]
+    #: True when ``device=`` can put it on an accelerator; False: CPU only
+    device_capable: ClassVar[bool] = False
+    #: True when its files can carry the card in their metadata (:meth:`read_metadata`)
+    embeds_card: ClassVar[bool] = False
+    #: the module it imports, its distribution, and how to install it
+    runtime_module: ClassVar[str]
+    runtime_package: ClassVar[str]
+    install_hint: ClassVar[str]
+
+    @classmethod
+    def create(cls, path: str | os.PathLike | bytes, *, threads: int | None = None,
+               input_name: str = "image", output_name: str = "heatmaps",
+               device: str | None = None) -> Backend:
+        """A backend for ``path`` on ``device`` (a checked ``device=`` name); a CPU-only class
+        ignores it (:func:`~evopose_sdk.backends.make_backend` warns)."""
+        return cls(path, threads=threads, input_name=input_name,  # type: ignore[call-arg]
+                   output_name=output_name)
+
+    @staticmethod
+    def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+        """The file's key -> text metadata (empty where the format has none).
+
+        Raises:
+            ModelError: the file cannot be loaded.
+        """
+        return {}
 
 
 def _check_batch(batch: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:

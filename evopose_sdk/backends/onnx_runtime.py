@@ -9,7 +9,13 @@ import os
 
 import numpy as np
 
-from evopose_sdk.backends.base import _check_batch, _check_heatmaps, _model_source
+from evopose_sdk.backends.base import (
+    Backend,
+    RuntimeBackend,
+    _check_batch,
+    _check_heatmaps,
+    _model_source,
+)
 from evopose_sdk.errors import ModelError
 
 logger = logging.getLogger(__name__)
@@ -75,7 +81,7 @@ def session_device(session: object) -> str:
     return next((k for k, v in DEVICE_PROVIDERS.items() if v == first), first)
 
 
-class OnnxBackend:
+class OnnxBackend(RuntimeBackend):
     """ONNX Runtime (CPU by default) with a dynamic or fixed batch dimension.
 
     Args:
@@ -86,12 +92,42 @@ class OnnxBackend:
         providers: onnxruntime execution providers (default CPU; see :func:`onnx_providers`).
     """
 
+    name = "onnxruntime"
+    aliases = ("onnx",)
+    file_format = "onnx"
+    suffix = ".onnx"
+    label = "ONNX"
+    device_capable = True
+    embeds_card = True
+    runtime_module = "onnxruntime"
+    runtime_package = "onnxruntime"
+    install_hint = "pip install onnxruntime"
+
+    @classmethod
+    def create(cls, path: str | os.PathLike | bytes, *, threads: int | None = None,
+               input_name: str = "image", output_name: str = "heatmaps",
+               device: str | None = None) -> Backend:
+        """The pose model on ``device``'s execution provider (:func:`onnx_providers`)."""
+        return cls(path, threads=threads, input_name=input_name, output_name=output_name,
+                   providers=onnx_providers(device, "the pose model"))
+
+    @staticmethod
+    def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+        """The file's ``metadata_props`` (where export embeds the card)."""
+        import onnxruntime as ort
+
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load ONNX model {path}: {exc}") from None
+        return dict(sess.get_modelmeta().custom_metadata_map)
+
     def __init__(self, path: str | os.PathLike | bytes, threads: int | None = None,
                  input_name: str = "image", output_name: str = "heatmaps",
                  providers: list | None = None) -> None:
         import onnxruntime as ort
 
-        self.path, content = _model_source(path, ".onnx")
+        self.path, content = _model_source(path, self.suffix)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evopose_sdk.backends.base import (
+    RuntimeBackend,
     _check_batch,
     _check_heatmaps,
     _model_source,
@@ -31,7 +32,7 @@ class _Interpreter:
     batch: int
 
 
-class TFLiteBackend:
+class TFLiteBackend(RuntimeBackend):
     """LiteRT (``ai_edge_litert``) interpreter for fp32, fp16 and int8 files.
 
     The crops of a call run as one batch (the interpreter's input is resized to it), or one
@@ -47,15 +48,23 @@ class TFLiteBackend:
     one thread each, 2); beyond that, calls wait for a free one. Serial use keeps one.
     """
 
+    name = "tflite"
+    file_format = "tflite"
+    suffix = ".tflite"
+    label = "TFLite"
+    runtime_module = "ai_edge_litert"
+    runtime_package = "ai-edge-litert"
+    install_hint = "pip install 'evopose-sdk[tflite]'"
+
     def __init__(self, path: str | os.PathLike | bytes, threads: int | None = None,
                  input_name: str = "image", output_name: str = "heatmaps",
                  max_interpreters: int | None = None) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise ModelError("the TFLite backend needs ai-edge-litert: pip install "
-                             "'evopose-sdk[tflite]'") from None
-        self.path, content = _model_source(path, ".tflite")
+            raise ModelError(f"the {self.label} backend needs {self.runtime_package}: "
+                             f"{self.install_hint}") from None
+        self.path, content = _model_source(path, self.suffix)
         self._make = lambda: Interpreter(  # noqa: E731 - one recipe for every pool member
             **({"model_content": content} if content is not None else
                {"model_path": str(self.path)}), num_threads=int(threads) if threads else None)
