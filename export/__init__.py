@@ -21,7 +21,7 @@ _LAZY = {
     "update_card": "evopose_sdk.export.api",
     "ExportResult": "evopose_sdk.export.api",
     "ExportedFile": "evopose_sdk.export.api",
-    "FORMATS": "evopose_sdk.export.api",
+    "FORMATS": "evopose_sdk.export.formats",
     "parse_formats": "evopose_sdk.export.api",
     "CropSet": "evopose_sdk.export.crops",
     "crops_from_boxes": "evopose_sdk.export.crops",

@@ -11,11 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from evopose_sdk.atomic import atomic_write_bytes, atomic_write_text
 from evopose_sdk.backends import make_backend
-from evopose_sdk.card import ONNX_METADATA_KEY, ModelCard, card_path_for, sha256_file
+from evopose_sdk.card import ModelCard, card_path_for, sha256_file
 from evopose_sdk.codec import HeatmapCodec
 from evopose_sdk.errors import did_you_mean
 from evopose_sdk.export.crops import (
@@ -25,23 +23,21 @@ from evopose_sdk.export.crops import (
     synthetic_crops,
 )
 from evopose_sdk.export.errors import ExportError
-from evopose_sdk.export.options import (
-    CALIBRATIONS,
-    check_opset,
-    parse_genotype,
-    parse_input_size,
+from evopose_sdk.export.formats import (
+    EXPORT_FORMATS,
+    FORMAT_GROUPS,
+    FORMATS,
+    ExportJob,
+    export_format,
+    format_for_card,
 )
-from evopose_sdk.export.portable import CARD_NOTE
+from evopose_sdk.export.options import CALIBRATIONS, parse_genotype, parse_input_size
 from evopose_sdk.topdown import keras_run
 
 log = logging.getLogger(__name__)
 
-#: Output formats, in the order they are written.
-FORMATS: tuple[str, ...] = ("onnx", "tflite-fp32", "tflite-fp16", "tflite-int8")
 PARITY_SUFFIX = ".parity.json"
 REFERENCE = "Keras model, TensorFlow backend, inference mode"
-INT8_IO = {"input": "uint8 (scale/zero point in the file, ~1.0/0 for 0-255 RGB)",
-           "output": "float32 (dequantised inside the graph)"}
 
 
 @dataclass
@@ -84,7 +80,8 @@ class ExportResult:
 
 def parse_formats(formats: str | Sequence[str] | None) -> list[str]:
     """``None``/``"all"`` -> every format; accepts ``onnx``, ``tflite`` (all three), ``fp32``,
-    ``tflite-fp16``, ``int8``... comma-separated or as a list."""
+    ``tflite-fp16``, ``int8``... comma-separated or as a list (:mod:`~evopose_sdk.export.
+    formats`: names, groups and short names)."""
     if formats is None:
         return list(FORMATS)
     items = formats.split(",") if isinstance(formats, str) else list(formats)
@@ -95,16 +92,16 @@ def parse_formats(formats: str | Sequence[str] | None) -> list[str]:
             continue
         if item == "all":
             names = list(FORMATS)
-        elif item == "tflite":
-            names = [f for f in FORMATS if f.startswith("tflite")]
+        elif item in FORMAT_GROUPS:
+            names = [f.name for f in EXPORT_FORMATS if f.group == item]
         elif item in FORMATS:
             names = [item]
-        elif "tflite-" + item in FORMATS:
-            names = ["tflite-" + item]
+        elif any(f.short == item for f in EXPORT_FORMATS):
+            names = [f.name for f in EXPORT_FORMATS if f.short == item]
         else:
-            hint = did_you_mean(item, [*FORMATS, "all", "tflite"])
+            hint = did_you_mean(item, [*FORMATS, "all", *FORMAT_GROUPS])
             raise ExportError(f"unknown format {raw!r}; " + (
-                hint or f"choose from {', '.join(FORMATS)}, tflite, all"))
+                hint or f"choose from {', '.join((*FORMATS, *FORMAT_GROUPS))}, all"))
         chosen += [n for n in names if n not in chosen]
     if not chosen:
         raise ExportError("no output format chosen")
@@ -151,16 +148,6 @@ def _card_parity(report: dict[str, Any]) -> dict[str, Any]:
         "keypoint_decode": kp["decode"], "keypoint_mean_px": kp["mean"],
         "keypoint_max_px": kp["max"],
     }
-
-
-def _representative(images: np.ndarray):
-    """TFLite representative-dataset factory over crops (N, H, W, 3) float32."""
-
-    def gen():
-        for x in images:
-            yield [x[None].astype(np.float32)]
-
-    return gen
 
 
 def export_model(
@@ -214,9 +201,9 @@ def export_model(
         ExportError: bad options or input files (checked before anything is written), or a
             failed conversion.
     """
-    chosen = parse_formats(formats)
-    if "onnx" in chosen:
-        opset = check_opset(opset)
+    chosen = [export_format(f) for f in parse_formats(formats)]
+    for fmt in chosen:
+        fmt.check_options(opset)
     parse_genotype(genotype)
     parse_input_size(input_size)
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -224,18 +211,19 @@ def export_model(
     calib_data = [Path(p) for p in calib_data]
     _check_sources(calib_data, calib_images)
     real = crops is not None or bool(calib_data) or calib_images is not None
-    if "tflite-int8" in chosen and not real:
+    needs = next((f for f in chosen if f.needs_calibration), None)
+    if needs is not None and not real:
         raise ExportError(
-            "int8 TFLite needs real person crops for calibration: pass --calib-data "
-            "ANNOTATIONS.json (COCO keypoints) or --calib-images DIR, or leave tflite-int8 out "
-            "of --formats")
+            f"{needs.title} needs real person crops for "
+            "calibration: pass --calib-data ANNOTATIONS.json (COCO keypoints) or --calib-images "
+            f"DIR, or leave {needs.name} out of --formats")
     if calibration not in CALIBRATIONS:
         raise ExportError(f"calibration must be one of {CALIBRATIONS}; "
                           f"received {calibration!r}")
     if n_parity < 1 or n_calib < 1:
         raise ExportError(f"n_parity and n_calib must be >= 1; received {n_parity}, {n_calib}")
 
-    from evopose_sdk.export import converters, parity
+    from evopose_sdk.export import parity
     from evopose_sdk.export.source import load_source
 
     source = load_source(checkpoint, size=size, genotype=genotype, input_hw=input_size, name=name,
@@ -257,84 +245,50 @@ def export_model(
     out = Path(out_dir)
     stem = stem or source.file_stem
     versions = _versions()
+    job = ExportJob(opset, calibration, parity_set, calib_set)
     result = ExportResult()
     for fmt in chosen:
         t0 = time.perf_counter()
-        precision = "fp32" if fmt == "onnx" else fmt.split("-")[1]
-        recipe: dict[str, Any] = {"export": {"tool": "evopose-export", "source": source.origin,
-                                             "versions": versions}}
-        io: dict[str, Any]
-        if fmt == "onnx":
-            proto = converters.to_onnx(source.model, opset)
-            graph_bytes = proto.SerializeToString()
-            backend = make_backend(graph_bytes, "onnxruntime", threads)
-            candidate = parity.parity_heatmaps(backend.run, parity_set.images, codec)
-            one = backend.run(parity_set.images[:1])
-            if not np.allclose(one, candidate[:1], rtol=1e-4, atol=1e-6 * (1 + np.abs(one).max())):
-                raise ExportError("the ONNX graph gives different results at batch 1 and "
-                                  f"batch {min(len(parity_set), parity.PARITY_BATCH)}")
-            recipe["export"]["opset"] = opset
-            recipe["export"]["conv_transpose"] = CARD_NOTE
-            io = {"input": "float32 (N, H, W, 3)", "output": "float32 (N, h, w, K)"}
-            path = out / f"{stem}.onnx"
-        else:
-            rep = None
-            if precision == "int8":
-                rep = _representative(calib_set.images)
-                recipe["export"]["calibration"] = {"n_crops": len(calib_set),
-                                                   "crops": calib_set.description,
-                                                   "disjoint_from_parity": calib_set is not parity_set,
-                                                   "ranges": calibration}
-                io = dict(INT8_IO)
-            else:
-                io = {"input": "float32 (1, H, W, 3)", "output": "float32 (1, h, w, K)"}
-            file_bytes = converters.to_tflite(source.model, precision, rep, calibration)
-            backend = make_backend(file_bytes, "tflite", threads)
-            candidate = parity.parity_heatmaps(backend.run, parity_set.images, codec)
-            io["input_quantization"] = [float(v) for v in backend.input_quantization]
-            path = out / f"{stem}_{precision}.tflite"
-
+        converted = fmt.convert(source.model, job)
+        backend = make_backend(converted.data, fmt.backend, threads)
+        candidate = parity.parity_heatmaps(backend.run, parity_set.images, codec)
+        fmt.check_run(converted, backend, candidate, job)
         backend.close()
+        path = out / fmt.file_name(stem)
         report = parity.compare_heatmaps(reference, candidate, codec)
-        report = {"file": path.name, "format": fmt, "precision": precision,
+        report = {"file": path.name, "format": fmt.name, "precision": fmt.precision,
                   "reference": REFERENCE, "model_source": source.origin,
                   "trained": source.trained,
                   "crops": {"n": len(parity_set), "description": parity_set.description,
                             "real": real, "sources": parity_set.sources},
-                  "io": io, **report}
+                  "io": converted.io, **report}
         if not source.trained:
             report["note"] = ("random weights: heatmaps are near-flat, so keypoint "
                               "disagreement reflects noise peaks; judge parity on the heatmap "
                               "differences relative to ref_range")
+        recipe = {"export": {"tool": "evopose-export", "source": source.origin,
+                             "versions": versions, **converted.recipe}}
         card = ModelCard(
             name=source.name, input_size=source.input_hw, heatmap_stride=source.heatmap_stride,
             **source.keypoints.to_dict(),
-            genotype=source.genotype, file_format="onnx" if fmt == "onnx" else "tflite",
-            precision=precision, trained=source.trained, training_data=training_data,
+            genotype=source.genotype, file_format=fmt.file_format,
+            precision=fmt.precision, trained=source.trained, training_data=training_data,
             metrics={**(metrics or {}), "parity": _card_parity(report)}, recipe=recipe)
-        if fmt == "onnx":
-            import onnx
-
-            del proto.metadata_props[:]
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = ONNX_METADATA_KEY, card.to_json()
-            file_bytes = proto.SerializeToString()
-            del proto
-        atomic_write_bytes(path, file_bytes)
+        atomic_write_bytes(path, fmt.embed_card(converted.data, card))
+        del converted
         card.sha256 = sha256_file(path)
         card.save(card_path_for(path))
         parity_path = path.with_name(path.name + PARITY_SUFFIX)
         atomic_write_text(parity_path, json.dumps(report, indent=2) + "\n")
         seconds = time.perf_counter() - t0
-        result.files[fmt] = ExportedFile(path, card_path_for(path), parity_path, card, report,
-                                         seconds)
+        result.files[fmt.name] = ExportedFile(path, card_path_for(path), parity_path, card,
+                                              report, seconds)
         hm = report["heatmap"]
         log.info("%s: %s (%.2f MB, %.1f s) heatmap max|diff| %.3g (%.2g of range %.3g), "
-                 "keypoints mean %.2f px max %.2f px", fmt, path, path.stat().st_size / 1e6,
+                 "keypoints mean %.2f px max %.2f px", fmt.name, path, path.stat().st_size / 1e6,
                  seconds, hm["max_abs_diff"], hm["max_abs_diff_rel_range"], hm["ref_range"],
                  report["keypoints_px"]["mean"], report["keypoints_px"]["max"])
-        if fmt == "onnx":
-            onnx.checker.check_model(str(path))
+        fmt.check_file(path)
     return result
 
 
@@ -362,15 +316,10 @@ def update_card(model_path: str | Path, metrics: dict[str, Any] | None = None,
     for key, value in fields.items():
         setattr(card, key, value)
     card.validate()
-    if card.file_format == "onnx":
-        import onnx
-
-        proto = onnx.load(str(path))
+    fmt = format_for_card(card)
+    if fmt.embeds_card:
         card.sha256 = ""
-        del proto.metadata_props[:]
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = ONNX_METADATA_KEY, card.to_json()
-        atomic_write_bytes(path, proto.SerializeToString())
+        atomic_write_bytes(path, fmt.embed_card(path.read_bytes(), card))
     card.sha256 = sha256_file(path)
     card.save(card_path_for(path))
     return card

@@ -15,11 +15,13 @@ import sys
 from collections.abc import Sequence
 
 from evopose_sdk.cli_shell import ArgumentParser, add_verbosity_options, run_main, setup_logging
+from evopose_sdk.export.formats import FORMAT_GROUPS, FORMATS
 from evopose_sdk.export.options import CALIBRATIONS
 
 PROG = "evopose-export"
 
-FORMAT_HELP = "onnx, tflite-fp32, tflite-fp16, tflite-int8, tflite (all three) or all"
+FORMAT_HELP = (f"{', '.join(FORMATS)}, "
+               f"{', '.join(f'{g} (all {g}-*)' for g in FORMAT_GROUPS)} or all")
 
 
 def _model_parser() -> ArgumentParser:
