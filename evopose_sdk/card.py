@@ -20,7 +20,12 @@ from typing import Any
 from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.backends import FILE_FORMATS
 from evopose_sdk.errors import EvoPoseError, or_list
-from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, COCO_SKELETON
+from evopose_sdk.skeleton import (
+    COCO_FLIP_PAIRS,
+    COCO_KEYPOINT_NAMES,
+    COCO_SKELETON,
+    default_sigmas,
+)
 
 ONNX_METADATA_KEY = "evopose_card"
 CARD_SUFFIX = ".json"
@@ -42,6 +47,9 @@ class ModelCard:
         keypoint_names: K names, in output channel order.
         flip_pairs: (left, right) index pairs swapped by a horizontal flip.
         skeleton: (a, b) index pairs drawn as limbs.
+        oks_sigmas: K per-keypoint OKS sigmas, used by OKS-NMS and the COCO evaluation. A card
+            without them (every card written before the field) gets
+            :func:`~evopose_sdk.skeleton.default_sigmas`: COCO's for 17 keypoints.
         genotype: 7 x [kernel, repeats, filters/8, stride], or None for foreign models.
         file_format: ``"onnx"`` or ``"tflite"`` (a registered backend's,
             :data:`~evopose_sdk.backends.FILE_FORMATS`).
@@ -58,6 +66,7 @@ class ModelCard:
     keypoint_names: list[str] = field(default_factory=lambda: list(COCO_KEYPOINT_NAMES))
     flip_pairs: list[list[int]] = field(default_factory=lambda: [list(p) for p in COCO_FLIP_PAIRS])
     skeleton: list[list[int]] = field(default_factory=lambda: [list(p) for p in COCO_SKELETON])
+    oks_sigmas: list[float] | None = None
     genotype: list[list[int]] | None = None
     file_format: str = "onnx"
     precision: str = "fp32"
@@ -73,6 +82,8 @@ class ModelCard:
     def __post_init__(self) -> None:
         self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
         self.heatmap_stride = int(self.heatmap_stride)
+        if self.oks_sigmas is None:
+            self.oks_sigmas = default_sigmas(len(self.keypoint_names)).tolist()
         self.validate()
 
     def __repr__(self) -> str:  # metrics and recipe run to thousands of characters
@@ -105,6 +116,10 @@ class ModelCard:
             for p in pair_list:
                 if len(p) != 2 or not all(0 <= int(i) < k for i in p):
                     raise CardError(f"{what} entry {p} is not a pair of indices below {k}")
+        sigmas = self.oks_sigmas
+        if sigmas is not None and (len(sigmas) != k or not all(float(v) > 0 for v in sigmas)):
+            raise CardError(f"oks_sigmas must be {k} positive numbers (one per keypoint); "
+                            f"received {sigmas}")
         if self.file_format not in FILE_FORMATS:
             raise CardError(f"file_format must be {or_list(FILE_FORMATS)}; received "
                             f"{self.file_format!r}")

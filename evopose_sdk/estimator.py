@@ -10,8 +10,8 @@ Pipeline of :meth:`PoseEstimator.estimate`:
    crops appended with ``flip_test``), flip back, :class:`evopose_sdk.codec.HeatmapCodec`
    decoding (``"dark"``, ``"quarter"`` or ``"argmax"``), inverse affine to image pixels;
 4. instance score = mean of the keypoint scores above ``keypoint_score_floor`` (the plain
-   mean if none is) x detector box score; OKS-NMS drops duplicate people; people sorted by
-   instance score.
+   mean if none is) x detector box score; OKS-NMS (the card's ``oks_sigmas``) drops duplicate
+   people; people sorted by instance score.
 
 The options, their checks and the default precision of a shipped model live in
 :mod:`evopose_sdk.options`; frames of a video go through :mod:`evopose_sdk.video`.
@@ -126,6 +126,7 @@ class PoseEstimator:
             raise ModelError(f"card/file mismatch for {self.model_path}: card input_size "
                              f"{self.card.input_size}, model input {self.backend.input_hw}")
         self._checked_output = False
+        self._oks_sigmas = np.asarray(self.card.oks_sigmas, np.float64)
         if not self.card.trained:
             logger.warning("model %s (%s) has UNTRAINED random weights: its keypoints are "
                            "meaningless; use it for testing the pipeline only",
@@ -341,7 +342,7 @@ class PoseEstimator:
         else:
             areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
             if opts.oks_nms is not None and n > 1:
-                keep = oks_nms(img_xy, inst, areas, opts.oks_nms)
+                keep = oks_nms(img_xy, inst, areas, opts.oks_nms, self._oks_sigmas)
             else:
                 keep = np.argsort(-inst, kind="stable")
         t3 = time.perf_counter()

@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evopose_sdk.skeleton import COCO_SIGMAS
-
-
-def default_sigmas(num_keypoints: int) -> np.ndarray:
-    """COCO sigmas for K=17, else a uniform 0.05 (a mid value of the COCO sigmas)."""
-    if num_keypoints == len(COCO_SIGMAS):
-        return COCO_SIGMAS.copy()
-    return np.full((num_keypoints,), 0.05)
+from evopose_sdk.skeleton import default_sigmas
 
 
 def oks_matrix(keypoints_xy: np.ndarray, areas: np.ndarray,
@@ -26,7 +19,8 @@ def oks_matrix(keypoints_xy: np.ndarray, areas: np.ndarray,
     Args:
         keypoints_xy: (n, K, 2) keypoints in image pixels.
         areas: (n,) object areas in pixels^2 (box area is used by the runtime).
-        sigmas: (K,) per-keypoint sigmas; COCO's for K=17.
+        sigmas: (K,) per-keypoint sigmas (a card's ``oks_sigmas``); None:
+            :func:`~evopose_sdk.skeleton.default_sigmas`.
 
     Returns:
         (n, n) float64 OKS; entry (i, j) uses person i's area as the scale.
@@ -50,7 +44,7 @@ def keypoint_oks(pred_xy: np.ndarray, gt_xy: np.ndarray, area: float,
     Args:
         pred_xy, gt_xy: (K, 2) keypoints in image pixels.
         area: the ground-truth object area in pixels^2.
-        sigmas: (K,) per-keypoint sigmas; COCO's for K=17.
+        sigmas: (K,) per-keypoint sigmas; None: :func:`~evopose_sdk.skeleton.default_sigmas`.
 
     Returns:
         (K,) float64 in [0, 1]; their mean over labelled keypoints is the person's OKS.
@@ -68,6 +62,7 @@ def oks_nms(keypoints_xy: np.ndarray, scores: np.ndarray, areas: np.ndarray,
     Args:
         keypoints_xy: (n, K, 2); scores: (n,) instance scores; areas: (n,) in pixels^2.
         threshold: drop a person whose OKS with a kept, higher-scoring person exceeds this.
+        sigmas: (K,) per-keypoint sigmas, as in :func:`oks_matrix`.
 
     Returns:
         (m,) int64 indices of kept people, highest score first.

@@ -52,6 +52,15 @@ COCO_SIGMAS: np.ndarray = np.array(
      0.87, 0.87, 0.89, 0.89], dtype=np.float64) / 10.0
 
 
+def default_sigmas(num_keypoints: int) -> np.ndarray:
+    """OKS sigmas of a keypoint set that names none: COCO's for K=17, else a uniform 0.05 (a
+    mid value of the COCO sigmas). The one fallback rule: a card without ``oks_sigmas``
+    (:class:`~evopose_sdk.card.ModelCard`), OKS-NMS and the COCO evaluation use it."""
+    if num_keypoints == len(COCO_SIGMAS):
+        return COCO_SIGMAS.copy()
+    return np.full((num_keypoints,), 0.05)
+
+
 def flip_permutation(num_keypoints: int, flip_pairs: tuple[tuple[int, int], ...] | list) -> np.ndarray:
     """Return the index permutation (K,) that swaps left/right keypoints.
 

@@ -26,7 +26,7 @@ import numpy as np
 from evopose_sdk import geometry
 from evopose_sdk.atomic import atomic_write_text
 from evopose_sdk.codec import HeatmapCodec
-from evopose_sdk.skeleton import COCO_FLIP_PAIRS, COCO_SIGMAS
+from evopose_sdk.skeleton import COCO_FLIP_PAIRS, default_sigmas
 from evopose_sdk.topdown import TopDownPipeline, keras_run
 from evopose_sdk.training import sources as srcmod
 
@@ -132,7 +132,8 @@ def evaluate_model(
             (``image_id``, ``bbox`` xywh, ``score``) as a list or a JSON path.
         flip: average with the flipped crop's heatmaps (flip_back: mirror + L/R swap).
         flip_pairs: default: from the keypoint names of the data.
-        sigmas: OKS sigmas (K,); default COCO's (K = 17) or 0.05 for other sets.
+        sigmas: OKS sigmas (K,) (a card's ``oks_sigmas``); None:
+            :func:`~evopose_sdk.skeleton.default_sigmas` (COCO's for K = 17).
         results_path: write the COCO results JSON here (atomically).
         max_images, image_ids: evaluate only these images (the first N / these ids).
         split_visible: also score people with fewer / at least this many labelled
@@ -223,11 +224,12 @@ def evaluate_people(
 def coco_keypoint_stats(gt: dict, results: list[dict], sigmas: Sequence[float] | None = None,
                         keep: set[int] | None = None) -> dict[str, float]:
     """pycocotools keypoint stats (``STAT_NAMES``; -1 where undefined) of ``results`` on the
-    COCO dict ``gt``; with ``keep`` (annotation ids), only those people are scored: the
-    others are marked ``iscrowd``, which COCOeval ignores together with the predictions it
-    matches (its ``ignore`` field is overwritten by ``iscrowd`` in ``COCOeval._prepare``),
-    and predictions made from another person's ground-truth box (``gt_id``) are dropped, so
-    that a poor prediction for an unscored person is not a false positive here."""
+    COCO dict ``gt`` with OKS ``sigmas`` (as in :func:`evaluate_model`); with ``keep``
+    (annotation ids), only those people are scored: the others are marked ``iscrowd``, which
+    COCOeval ignores together with the predictions it matches (its ``ignore`` field is
+    overwritten by ``iscrowd`` in ``COCOeval._prepare``), and predictions made from another
+    person's ground-truth box (``gt_id``) are dropped, so that a poor prediction for an
+    unscored person is not a false positive here."""
     from pycocotools.coco import COCO  # noqa: PLC0415
     from pycocotools.cocoeval import COCOeval  # noqa: PLC0415
 
@@ -248,12 +250,8 @@ def coco_keypoint_stats(gt: dict, results: list[dict], sigmas: Sequence[float] |
         coco_dt = coco_gt.loadRes(results)
         ev = COCOeval(coco_gt, coco_dt, "keypoints")
         ev.params.imgIds = [im["id"] for im in gt["images"]]
-        if sigmas is not None:
-            ev.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
-        elif k == 17:
-            ev.params.kpt_oks_sigmas = COCO_SIGMAS
-        else:
-            ev.params.kpt_oks_sigmas = np.full(k, 0.05)
+        ev.params.kpt_oks_sigmas = default_sigmas(k) if sigmas is None else \
+            np.asarray(sigmas, np.float64)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

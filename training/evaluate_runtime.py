@@ -39,6 +39,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,13 +139,15 @@ def ignored_detections(det_xyxy: np.ndarray, ignore_xywh: list, gt_xyxy: np.ndar
     return inside
 
 
-def coco_eval(gt: dict, results: list[dict]) -> dict[str, float]:
-    """:data:`ROW_STATS` of ``results`` on ``gt`` (COCO's keypoint sigmas; 0 for every stat
-    when there are no results). Neither argument is changed (pycocotools rewrites results)."""
+def coco_eval(gt: dict, results: list[dict],
+              sigmas: Sequence[float] | None = None) -> dict[str, float]:
+    """:data:`ROW_STATS` of ``results`` on ``gt`` (OKS ``sigmas``: a card's ``oks_sigmas``;
+    None: COCO's for 17 keypoints; 0 for every stat when there are no results). Neither
+    argument is changed (pycocotools rewrites results)."""
     if not results:
         return {k: 0.0 for k in ROW_STATS}
     gt = dict(gt, annotations=[dict(a) for a in gt["annotations"]])  # COCOeval marks them
-    stats = coco_keypoint_stats(gt, [dict(r) for r in results])
+    stats = coco_keypoint_stats(gt, [dict(r) for r in results], sigmas)
     return {k: stats[k] for k in ROW_STATS}
 
 
@@ -224,7 +227,7 @@ def run_ours(model: Path, gt: dict, boxes: str, flip: bool, decode: str, quiet: 
                detections_ignored=dropped, results=len(results),
                ms_per_person=1e3 * elapsed / max(people, 1),
                ms_per_image=1e3 * elapsed / max(len(gt["images"]), 1))
-    row.update(coco_eval(gt, results))
+    row.update(coco_eval(gt, results, card.oks_sigmas))
     return row
 
 
