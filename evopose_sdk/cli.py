@@ -97,14 +97,10 @@ def _run(args: argparse.Namespace, signals: StopSignals) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from evopose_sdk.atomic import atomic_write_bytes
+    from evopose_sdk.background import BackgroundSink
     from evopose_sdk.estimator import PoseEstimator
     from evopose_sdk.video import open_source, stream_with_info
-    from evopose_sdk.writers import (
-        AtomicVideoWriter,
-        BackgroundSink,
-        ImageFolderWriter,
-        JsonLinesWriter,
-    )
+    from evopose_sdk.writers import AtomicVideoWriter, ImageFolderWriter, JsonLinesWriter
 
     src = open_source(args.source, fps=args.fps)
     created: list[Path] = []

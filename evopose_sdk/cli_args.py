@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 import textwrap
+from collections.abc import Callable
+from typing import TypeVar
 
 from evopose_sdk import __version__
 from evopose_sdk.backends import BACKEND_NAMES
@@ -17,6 +19,7 @@ from evopose_sdk.presets import DEFAULT_PRESET, PRESETS
 from evopose_sdk.registry import DEFAULT_MODEL, PRECISIONS
 
 PROG = "evopose-infer"
+_N = TypeVar("_N", int, float)
 
 _EPILOG = """\
 outputs:
@@ -57,37 +60,29 @@ examples:
 """
 
 
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
+def _checked_number(convert: Callable[[str], _N], kind: str, ok: Callable[[_N], bool],
+                    rule: str) -> Callable[[str], _N]:
+    """An argparse ``type``: ``convert`` the text (else "expected ``kind``"), then refuse a
+    value that is not ``ok`` ("must be ``rule``")."""
+    def parse(text: str) -> _N:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {value}")
         return value
-    parse.__name__ = f"integer >= {lo}"
+    parse.__name__ = f"{kind.split()[-1]} {rule}"
     return parse
 
 
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
+def _int_at_least(lo: int) -> Callable[[str], int]:
+    """An argparse ``type`` for integers >= ``lo``."""
+    return _checked_number(int, "an integer", lambda v: v >= lo, f">= {lo}")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+_unit_float = _checked_number(float, "a number", lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+_positive_float = _checked_number(float, "a number", lambda v: math.isfinite(v) and v > 0, "> 0")
 
 
 def _detector_arg(text: str) -> str:

@@ -45,13 +45,7 @@ from evopose_sdk.detectors import Detector, detect_with_flip, make_detector, val
 from evopose_sdk.errors import InputError, ModelError
 from evopose_sdk.io import load_image
 from evopose_sdk.nms import oks_nms
-from evopose_sdk.options import (  # noqa: F401 (INT8_MAX_AP_DROP, _card_ap: re-exported)
-    INT8_MAX_AP_DROP,
-    PoseEstimatorOptions,
-    _card_ap,
-    _check_option_names,
-    default_precision,
-)
+from evopose_sdk.options import PoseEstimatorOptions, _check_option_names, default_precision
 from evopose_sdk.presets import Preset, get_preset
 from evopose_sdk.registry import resolve_model
 from evopose_sdk.result import PoseResult

@@ -20,11 +20,9 @@ import cv2
 import numpy as np
 
 from evopose_sdk.atomic import atomic_temp_path, publish
-from evopose_sdk.background import BackgroundSink  # the writers' thread (evopose-infer)
 from evopose_sdk.errors import VideoError
 
-__all__ = ["AtomicVideoWriter", "JsonLinesWriter", "ImageFolderWriter", "BackgroundSink",
-           "h264_available"]
+__all__ = ["AtomicVideoWriter", "JsonLinesWriter", "ImageFolderWriter", "h264_available"]
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from _video_helpers import sample
 
 from evopose_sdk.background import BackgroundIterator, BackgroundSink
 from evopose_sdk.errors import VideoError
-from evopose_sdk.video import open_source
+from evopose_sdk.frame_sources import open_source
 
 
 def _frames(n: int):

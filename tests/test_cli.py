@@ -23,7 +23,8 @@ from _video_helpers import (
     sample,
 )
 
-from evopose_sdk.cli import build_parser, main
+from evopose_sdk.cli import main
+from evopose_sdk.cli_args import build_parser
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_preset_flags_pass_the_preset_and_only_the_options_given():
     """--fast / --accurate name a preset; what the command line gives is passed on top of it
     and nothing else, so the preset and then the estimator's defaults fill the rest (the
     values themselves: tests/test_presets.py)."""
-    from evopose_sdk.cli import estimator_options
+    from evopose_sdk.cli_args import estimator_options
 
     def options(*flags):
         return estimator_options(build_parser().parse_args(["x.mp4", *flags]))
@@ -82,8 +83,8 @@ def test_preset_flags_pass_the_preset_and_only_the_options_given():
 
 
 def test_flip_options_reach_the_estimator_only_when_given():
-    from evopose_sdk.cli import estimator_options
-    from evopose_sdk.estimator import PoseEstimatorOptions
+    from evopose_sdk.cli_args import estimator_options
+    from evopose_sdk.options import PoseEstimatorOptions
 
     def options(*flags):
         return estimator_options(build_parser().parse_args(["x.mp4", *flags]))

@@ -161,7 +161,7 @@ def test_closing_a_pipelined_stream_early_stops_its_thread(estimator) -> None:
 
 def test_default_precision_follows_the_cards() -> None:
     """int8 by default exactly when the shipped card shows it within 1 AP of fp32."""
-    from evopose_sdk.estimator import INT8_MAX_AP_DROP, _card_ap, default_precision
+    from evopose_sdk.options import INT8_MAX_AP_DROP, _card_ap, default_precision
     from evopose_sdk.registry import DEFAULT_MODEL, available_models
 
     cards = {m.card.precision: m.card for m in available_models() if m.card.name == DEFAULT_MODEL}

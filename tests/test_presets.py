@@ -11,8 +11,9 @@ import pytest
 from _video_helpers import REPO, sample
 
 from evopose_sdk import PoseEstimator
-from evopose_sdk.cli import build_parser, estimator_options, main
-from evopose_sdk.estimator import PoseEstimatorOptions
+from evopose_sdk.cli import main
+from evopose_sdk.cli_args import build_parser, estimator_options
+from evopose_sdk.options import PoseEstimatorOptions
 from evopose_sdk.presets import PRESETS
 
 #: What each preset runs, as the README and docs/benchmarks.md quote it.

@@ -130,7 +130,7 @@ def test_none_input_names_cv2_imread(est):
 def test_backend_tflite_picks_the_int8_file(caplog):
     """Was: --backend tflite took fp16, the slowest file (19.5 fps against 35.6 for int8),
     with a warning."""
-    from evopose_sdk.cli import build_parser, estimator_options
+    from evopose_sdk.cli_args import build_parser, estimator_options
 
     args = build_parser().parse_args(["x.jpg", "--backend", "tflite"])
     with caplog.at_level(logging.WARNING, logger="evopose_sdk"):

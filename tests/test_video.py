@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 from _video_helpers import random_pose_model, sample, ssd_detector, write_frames
 
+from evopose_sdk.background import BackgroundSink
 from evopose_sdk.errors import VideoError
-from evopose_sdk.video import FrameSource, keypoint_boxes, open_source, stream
-from evopose_sdk.writers import (
-    AtomicVideoWriter,
-    BackgroundSink,
-    ImageFolderWriter,
-    JsonLinesWriter,
-)
+from evopose_sdk.follow import keypoint_boxes
+from evopose_sdk.frame_sources import FrameSource, open_source
+from evopose_sdk.video import stream
+from evopose_sdk.writers import AtomicVideoWriter, ImageFolderWriter, JsonLinesWriter
 
 
 class CountingDetector:

