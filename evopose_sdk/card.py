@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evopose_sdk.atomic import atomic_write_text
-from evopose_sdk.backends import FILE_FORMATS
+from evopose_sdk.backends import DEFAULT_BACKEND, FILE_FORMATS
 from evopose_sdk.errors import EvoPoseError, or_list
 from evopose_sdk.skeleton import (
     COCO_FLIP_PAIRS,
@@ -68,7 +68,7 @@ class ModelCard:
     skeleton: list[list[int]] = field(default_factory=lambda: [list(p) for p in COCO_SKELETON])
     oks_sigmas: list[float] | None = None
     genotype: list[list[int]] | None = None
-    file_format: str = "onnx"
+    file_format: str = DEFAULT_BACKEND.file_format
     precision: str = "fp32"
     trained: bool = False
     training_data: Any = None

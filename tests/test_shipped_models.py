@@ -15,9 +15,10 @@ import pytest
 from _training_helpers import DATA_ROOT, REPO, require_data
 
 from evopose_sdk import PoseEstimator
-from evopose_sdk.card import ModelCard, card_path_for, sha256_file
+from evopose_sdk.card import CardError, ModelCard, card_path_for, sha256_file
 from evopose_sdk.nms import keypoint_oks
-from evopose_sdk.registry import DEFAULT_MODEL, available_models, resolve_model
+from evopose_sdk.registry import DEFAULT_MODEL, available_models, read_embedded_card, resolve_model
+from evopose_sdk.skeleton import COCO_SIGMAS
 
 SHIPPED = sorted(p for p in (REPO / "models").iterdir() if p.suffix in (".onnx", ".tflite"))
 
@@ -67,6 +68,24 @@ def test_every_shipped_int8_file_is_within_two_ap_of_its_fp32_model():
     for name, ap in int8.items():
         assert name in fp32, f"{name}: int8 shipped without its fp32 model"
         assert fp32[name] - ap < 0.02, (name, fp32[name], ap)
+
+
+def test_shipped_cards_without_oks_sigmas_get_cocos_and_the_onnx_card_matches_its_json():
+    """The shipped cards predate ``oks_sigmas``: they get COCO's (17 keypoints), and the card
+    embedded in each ONNX file still equals its sidecar apart from the sha256."""
+    for path in SHIPPED:
+        assert "oks_sigmas" not in json.loads(card_path_for(path).read_text())
+        card = ModelCard.load(card_path_for(path))
+        np.testing.assert_array_equal(card.oks_sigmas, COCO_SIGMAS)
+        if path.suffix == ".onnx":
+            embedded = read_embedded_card(path)
+            assert {**embedded.to_dict(), "sha256": ""} == {**card.to_dict(), "sha256": ""}
+    two = dict(name="x", input_size=(64, 48), heatmap_stride=4, keypoint_names=["a", "b"],
+               flip_pairs=[], skeleton=[])
+    assert ModelCard(**two).oks_sigmas == [0.05, 0.05]
+    assert ModelCard.from_dict({**two, "oks_sigmas": [0.1, 0.2]}).oks_sigmas == [0.1, 0.2]
+    with pytest.raises(CardError, match="oks_sigmas must be 2 positive numbers"):
+        ModelCard(**two, oks_sigmas=[0.1])
 
 
 def _dev_val_people(limit: int) -> list[tuple[str, dict]]:
