@@ -1,184 +1,30 @@
 """COCO keypoint accuracy (AP/AP50/AP75/AR) on the ``dev_val`` split of the shared data.
 
-Rows, each evaluated by :mod:`evopose_sdk.training.evaluate_runtime` (the protocol is in its
-docstring: 300 people in 110 images of coco128, cocomini_train and tinycoco, pycocotools):
-
-1. each given model file (``.onnx`` / ``.tflite`` with its card ``<file>.json``) through the
-   real runtime, :class:`evopose_sdk.PoseEstimator` (``run_ours``):
-
-   * ground-truth boxes, flip test on and off;
-   * the default detector (SSD-MobileNetV2), flip test on, detections in ignore regions
-     dropped (``--detector-thresholds``: more rows at other score thresholds);
-   * for the first fp32 ONNX file also decoder ``"quarter"`` next to ``"dark"`` (GT boxes,
-     flip on), so the better default decoder can be picked.
-
-2. pretrained peers on the same GT boxes (``run_peer``): MoveNet single-pose Lightning (192)
-   and Thunder (256) TFLite files from ``bash ../shared/peers/get_peers.sh`` (default
-   ``/tmp/peers/models``), on a 1.25x square crop of each box. No flip test.
-
-``ms/person`` = wall time of the runtime call / people posed, on whatever the machine is doing.
-
     python benchmarks/eval_dev_val.py --models models/evopose2d-s.onnx models/evopose2d-s_int8.tflite \\
         --data ../shared/data --peers /tmp/peers/models
+
+The rows (our files through the runtime on GT and detector boxes, flip on and off; the
+MoveNet peers on GT boxes) and the options: :mod:`evopose_sdk.training.dev_val_report`, which
+this command runs (``python -m evopose_sdk.training.dev_val_report`` is the same). Writes
+``benchmarks/results/eval_dev_val_<tag>.json`` and prints a Markdown table.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import logging
 import os
-import socket
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from evopose_sdk.training.evaluate_runtime import (  # noqa: E402
-    DEV_SOURCES,
-    PEERS,
-    SPLIT,
-    THREADS,
-    load_dev_val,
-    run_ours,
-    run_peer,
-)
+from evopose_sdk.training.dev_val_report import main as _main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-log = logging.getLogger("eval_dev_val")
-
-
-# --------------------------------------------------------------------------- main
-
-
-def table(rows: list[dict]) -> str:
-    head = "| model | file | boxes | flip | decoder | AP | AP50 | AP75 | AR | ms/person |"
-    lines = [head, "|" + "---|" * 5 + "---:|" * 5]
-    for r in rows:
-        if "skipped" in r:
-            lines.append(f"| {r['model']} | {r['file']} | {r.get('boxes', '')} | | | "
-                         f"skipped: {r['skipped']} | | | | |")
-            continue
-        boxes = r["boxes"]
-        if r.get("detector_threshold") is not None:
-            boxes += f" >={r['detector_threshold']:g}"
-        lines.append(f"| {r['model']} | {r['file']} | {boxes} | {'on' if r['flip'] else 'off'}"
-                     f" | {r['decode']} | {r['AP']:.3f} | {r['AP50']:.3f} | {r['AP75']:.3f} | "
-                     f"{r['AR']:.3f} | {r['ms_per_person']:.1f} |")
-    return "\n".join(lines)
-
-
-def plan(models: list[Path], quick: bool, det_thresholds: list[float] | None = None
-         ) -> list[tuple[Path, str, bool, str, float | None]]:
-    """(model, boxes, flip, decode, detector threshold) runs; decoder comparison and extra
-    detector thresholds on the first fp32 ONNX file."""
-    runs: list[tuple[Path, str, bool, str, float | None]] = []
-    onnx_done = False
-    for m in models:
-        runs.append((m, "gt", True, "dark", None))
-        first_onnx = m.suffix.lower() == ".onnx" and not onnx_done
-        if first_onnx:
-            runs.append((m, "gt", True, "quarter", None))
-            onnx_done = True
-        if not quick:
-            runs.append((m, "gt", False, "dark", None))
-            runs.append((m, "detector", True, "dark", None))
-        if first_onnx:
-            runs.extend((m, "detector", True, "dark", t) for t in det_thresholds or [])
-    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", type=Path, required=True,
-                    help="model files (.onnx / .tflite), each with its card <file>.json")
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
-                    help="shared data folder (default: ../shared/data from the repo root)")
-    ap.add_argument("--peers", type=Path, default=Path("/tmp/peers/models"),
-                    help="folder with movenet_{lightning,thunder}.tflite (get_peers.sh)")
-    ap.add_argument("--no-peers", action="store_true", help="skip the MoveNet rows")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="JSON output (default benchmarks/results/eval_dev_val_<tag>.json)")
-    ap.add_argument("--tag", default=None, help="tag in the default output name (default: "
-                    "host_date)")
-    ap.add_argument("--quick", action="store_true",
-                    help="first 20 dev_val images only, GT boxes flip on (+ quarter) only")
-    ap.add_argument("--detector-thresholds", nargs="+", type=float, default=None,
-                    help="extra detector rows (flip on) for the first ONNX file at these "
-                         "detector score thresholds")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("evopose_sdk").setLevel(logging.WARNING)
-
-    if not args.data.is_dir():
-        print(f"error: data folder {args.data} not found; pass --data /path/to/shared/data",
-              file=sys.stderr)
-        return 2
-    for m in args.models:
-        if not m.is_file():
-            print(f"error: model file {m} not found", file=sys.stderr)
-            return 2
-        if m.suffix.lower() not in (".onnx", ".tflite"):
-            print(f"error: {m} is not an .onnx or .tflite file", file=sys.stderr)
-            return 2
-    gt = load_dev_val(args.data)
-    if args.quick:
-        gt["images"] = gt["images"][:20]
-        keep = {im["id"] for im in gt["images"]}
-        gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
-    log.info("dev_val: %d images, %d people (%s)", len(gt["images"]), len(gt["annotations"]),
-             ", ".join(f"{s}: {sum(im['source'] == s for im in gt['images'])}"
-                       for s in DEV_SOURCES))
-
-    rows: list[dict] = []
-    t_start = time.perf_counter()
-    for model, boxes, flip, decode, det_t in plan(args.models, args.quick,
-                                                  args.detector_thresholds):
-        try:
-            row = run_ours(model, gt, boxes, flip, decode, args.quiet, det_t)
-        except Exception as exc:  # one broken file must not lose the other rows
-            log.error("%s %s flip=%s %s failed: %s", model.name, boxes, flip, decode, exc)
-            row = dict(model=model.stem, file=model.name, boxes=boxes, flip=flip, decode=decode,
-                       skipped=f"{type(exc).__name__}: {exc}")
-        log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
-        rows.append(row)
-    if not args.no_peers:
-        for name, side in PEERS.items():
-            path = args.peers / f"{name}.tflite"
-            if not path.is_file():
-                log.warning("%s not found: run bash ../shared/peers/get_peers.sh", path)
-                rows.append(dict(model=name, file=path.name, boxes="gt",
-                                 skipped=f"{path} missing (run ../shared/peers/get_peers.sh)"))
-                continue
-            row = run_peer(path, side, gt, args.data, args.quiet)
-            log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
-            rows.append(row)
-
-    print(table(rows))
-    tag = args.tag or f"{socket.gethostname()}_{dt.datetime.now():%Y%m%d-%H%M}"
-    out = args.out or REPO / "benchmarks" / "results" / f"eval_dev_val_{tag}.json"
-    payload = dict(
-        split=SPLIT, sources=list(DEV_SOURCES), data=str(args.data.resolve()),
-        images=len(gt["images"]), people=len(gt["annotations"]), quick=args.quick,
-        threads=THREADS, created=dt.datetime.now().isoformat(timespec="seconds"),
-        seconds=round(time.perf_counter() - t_start, 1),
-        notes=["COCOeval iouType=keypoints, default maxDets 20 and area ranges; AR = stats[5]",
-               "coco128 areas are mostly bbox*0.53 (no segmentation area in its YOLO labels)",
-               "detector rows: detections with centre in an ignore box and IoU<0.5 with every "
-               "labelled GT box are dropped; coco128 has no ignore boxes",
-               "ms/person = runtime call wall time / people posed; machine shared, timings noisy"],
-        rows=rows)
-    from evopose_sdk.atomic import atomic_write_text
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
-    log.info("wrote %s", out)
-    return 0
+    return _main(argv, repo=REPO)
 
 
 if __name__ == "__main__":
