@@ -171,41 +171,40 @@ def test_cli_rejects_unknown_keys_and_prints_config():
 
 @pytest.mark.slow
 def test_short_real_training_learns_keypoints(tmp_path):
-    """~2 CPU minutes: loss falls and AP on the training people rises far above untrained."""
+    """A real training run on 16 real people: the default's trained weights
+    (``weights/evopose2d-s_main.weights.npz``, trained at 256x192) built at a new input size,
+    160x128, then 40 steps of batch 8 on those people. AP on them must rise far above the
+    start and the heatmap loss must fall; a disagreement between the training targets, the crop
+    geometry and the decoder would keep AP down. Measured (2 shared CPU cores, ~150 CPU s):
+    AP 0.42 -> 0.78, AP50 0.92 -> 1.0, loss 0.0027 -> 0.0011. (The from-scratch run this
+    replaced took 330 steps of batch 16, most of the suite's time, for the same evidence.)"""
     root = require_data("litehrnet")
     from evopose_sdk.training import evaluate, transfer
 
+    weights = REPO / "weights" / "evopose2d-s_main.weights.npz"
     src = {"annotations": str(root / "litehrnet/annotations.json"),
            "images": str(root / "litehrnet/images"), "split": "train"}
-    n_people = 32
-    overrides = [
+    n_people = 16
+    cfg = cfgmod.load_config("s", [
         f"data.sources={json.dumps([src])}", f"data.max_people={n_people}",
-        "model.input_hw=[128,96]", "train.batch_size=16", "train.lr=6e-3",
-        "train.epochs=150", "train.warmup_epochs=2", "data.sigma=2",
+        "model.input_hw=[160,128]", "model.compound_scaling=false", "model.weight_decay=0",
+        "train.batch_size=8", "train.lr=3e-4", "train.epochs=30", "train.warmup_epochs=0",
         "data.augment.rotation_prob=0", "data.augment.half_body_prob=0",
         "data.augment.scale_factor=0.1", "data.workers=0", "train.progress=false",
-        "train.log_every_steps=50", f"output.dir={tmp_path}", "train.max_steps=330"]
-    try:
-        transfer.find_lite0_weights()
-        overrides.append("init.from=imagenet-lite0")
-    except FileNotFoundError:
-        pass
-    cfg = cfgmod.load_config("xs", overrides)
-    path = train(cfg)
+        "train.log_every_steps=5", f"output.dir={tmp_path}", "train.max_steps=40",
+        f"init.from={weights}"])
     trained_ids = load_sources([src]).image_ids[:n_people]
+    base = build_model(cfg, 17)
+    transfer.initialize(base, weights)
+    base_res = evaluate.evaluate_model(base, [src], flip=True, image_ids=trained_ids)
+    path = train(cfg)
     model = load_checkpoint(path, compile=False)
     res = evaluate.evaluate_model(model, [src], flip=True, image_ids=trained_ids)
     assert res.num_people == n_people
     _, loss = read_loss_curve(tmp_path, "heatmap_loss")
-    assert loss[-20:].mean() < 0.5 * loss[20:40].mean(), "heatmap loss did not fall"
-    # an untrained model of the same architecture scores ~0 on the same people
-    keras.utils.set_random_seed(0)
-    base = build_model(cfg, 17)
-    base_res = evaluate.evaluate_model(base, [src], flip=True, image_ids=trained_ids)
-    assert base_res.stats["AP"] < 0.05
-    # Measured (2 shared CPU cores, 330 steps): AP 0.18, AP50 0.63 against 0.00 untrained.
-    assert res.stats["AP"] > base_res.stats["AP"] + 0.1, res.summary()
-    assert res.stats["AP50"] > 0.4, res.summary()
+    assert loss[-2:].mean() < 0.6 * loss[:2].mean(), "heatmap loss did not fall"
+    assert res.stats["AP"] > base_res.stats["AP"] + 0.15, (base_res.summary(), res.summary())
+    assert res.stats["AP50"] > base_res.stats["AP50"], res.summary()
 
 
 def test_train_threads_limits_tensorflow_cpu_threads():
