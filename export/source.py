@@ -136,8 +136,9 @@ def _observed_blocks(model: keras.Model) -> list[tuple[int, int, int, int]] | No
     return blocks
 
 
-def _as_built(genotype: Sequence[Sequence[int]], input_hw: tuple[int, int]):
-    d, w, _ = gt.scaling_parameters(input_hw)
+def _as_built(genotype: Sequence[Sequence[int]], input_hw: tuple[int, int] | None):
+    """Stages as the builder makes them at ``input_hw`` (None: no compound scaling)."""
+    d, w = (1.0, 1.0) if input_hw is None else gt.scaling_parameters(input_hw)[:2]
     return [(int(k), gt.round_repeats(int(r), d), gt.round_filters(int(f) * 8, w), int(s))
             for k, r, f, s in genotype]
 
@@ -145,15 +146,16 @@ def _as_built(genotype: Sequence[Sequence[int]], input_hw: tuple[int, int]):
 def infer_genotype(model: keras.Model, input_hw: tuple[int, int]) -> list[list[int]] | None:
     """Recover the genotype of an EvoPose2D Keras model from its layers, or None.
 
-    Published genotypes are matched first (they survive compound scaling); otherwise the
-    as-built stages are read directly, which is exact when the scaling factors are 1
-    (inputs around 224 px, e.g. 256x192).
+    Published genotypes are matched first, built with compound scaling at ``input_hw`` or
+    without it (``compound_scaling=False``, e.g. S at 160x128); otherwise the as-built stages
+    are read directly, which is exact when the scaling factors are 1 (no compound scaling, or
+    inputs around 224 px, e.g. 256x192).
     """
     observed = _observed_blocks(model)
     if observed is None:
         return None
     for spec in network.MODEL_SPECS.values():
-        if _as_built(spec.genotype, input_hw) == observed:
+        if any(_as_built(spec.genotype, hw) == observed for hw in (input_hw, None)):
             return [list(b) for b in spec.genotype]
     if all(f % 8 == 0 for _, _, f, _ in observed):
         candidate = [[k, r, f // 8, s] for k, r, f, s in observed]
@@ -161,7 +163,7 @@ def infer_genotype(model: keras.Model, input_hw: tuple[int, int]) -> list[list[i
             candidate = gt.validate(candidate)
         except ValueError:
             return None
-        if _as_built(candidate, input_hw) == observed:
+        if any(_as_built(candidate, hw) == observed for hw in (input_hw, None)):
             return candidate
     return None
 

@@ -64,6 +64,20 @@ def test_legacy_h5_loads_by_layer_name(tmp_path):
     assert card.trained is True and card.heatmap_stride == 4 and card.input_size == SMALL_HW
 
 
+def test_genotype_read_back_with_and_without_compound_scaling():
+    """The card's genotype is read from the layers whether the network was built with compound
+    scaling at its input size or without it (the fast model: S at 160x128 as trained)."""
+    from evopose_sdk.export.source import infer_genotype
+    from evopose_sdk.training.genotype import EVOPOSE2D, decode
+    from evopose_sdk.training.network import build_evopose
+
+    for scaled in (False, True):
+        model = build_evopose(EVOPOSE2D, (160, 128), compound_scaling=scaled)
+        assert infer_genotype(model, (160, 128)) == EVOPOSE2D, scaled
+    xs = build_evopose(decode(XS_GENOTYPE), (160, 128), compound_scaling=False)
+    assert infer_genotype(xs, (160, 128)) == decode(XS_GENOTYPE)
+
+
 def test_h5_size_from_file_name_and_unknown_name(tmp_path):
     bad = tmp_path / "weights.h5"
     bad.write_bytes(b"not really h5")
