@@ -7,7 +7,7 @@ not thread-safe, so the backend runs one call at a time), with the person detect
 boxes given, and checks every threaded result against the serial one (bit for bit).
 
     python benchmarks/bench_threads.py                      # ~3 min on 2 cores
-    python benchmarks/bench_threads.py --threads 1,2,4,8,16 --calls 48 --model evopose2d-s-128
+    python benchmarks/bench_threads.py --threads 1,2,4,8,16 --calls 48 --model evopose2d-s-160
 
 Prints a markdown table and writes ``benchmarks/results/threads_<host>_<date>.json``.
 """

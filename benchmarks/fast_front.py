@@ -6,7 +6,7 @@
 
 For each candidate ``NAME=RUN`` (``NAME`` = size and input, ``S-160x128``; the run folder of
 its fine-tuning from the default's weights, ``recipes/ablations/fast_*.json``) and the shipped
-references (``evopose2d-s`` at 256x192 and ``evopose2d-s-128`` at 128x96, AP from their cards):
+references (``evopose2d-s`` at 256x192 and ``evopose2d-s-160`` at 160x128, AP from their cards):
 
 * MMAC per crop (:func:`evopose_sdk.training.network.count_macs` of the built graph);
 * ms per person of the network alone, int8 TFLite (what the fast mode runs) and fp32 ONNX,
@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "fast_front.json"
 log = logging.getLogger("fast_front")
 #: shipped references: name -> (size, input_hw)
-SHIPPED = {"evopose2d-s": ("S", (256, 192)), "evopose2d-s-128": ("S", (128, 96))}
+SHIPPED = {"evopose2d-s": ("S", (256, 192)), "evopose2d-s-160": ("S", (160, 128))}
 
 
 def parse_name(name: str) -> tuple[str, tuple[int, int]]:

@@ -82,6 +82,12 @@ MODES: dict[str, dict] = {
     # the default until 2026-12-02: the flip test and the detector on every frame
     "flip every frame": dict(est=dict(flip_test=True, detect_every=1),
                              cli="--flip --detect-every 1"),
+    # the fast preset's other settings, one at a time, on the same front (no commas in
+    # names: --modes is a comma-separated list)
+    "fast + flip test": dict(est=dict(preset="fast", flip_test=True), cli="--fast --flip"),
+    "fast + detector every 3rd": dict(est=dict(preset="fast", detect_every=3),
+                                     cli="--fast --detect-every 3"),
+    "fast + 1 thread": dict(est=dict(preset="fast", threads=1), cli="--fast --threads 1"),
 }
 
 

@@ -196,9 +196,12 @@ def _run(args: argparse.Namespace, signals: StopSignals) -> int:
 def list_models() -> str:
     """The ``--list-models`` table: one row per shipped model file, from its card."""
     from evopose_sdk.estimator import default_precision
+    from evopose_sdk.presets import DEFAULT_PRESET, PRESETS
     from evopose_sdk.registry import available_models
 
     default = (DEFAULT_MODEL, default_precision(DEFAULT_MODEL) or "fp32")
+    by_preset = {(p.model or DEFAULT_MODEL, p.precision or default[1]): name
+                 for name, p in PRESETS.items() if name != DEFAULT_PRESET}
     rows = [("name", "precision", "file", "MB", "AP", "ms/person", "licence")]
     for m in sorted(available_models(), key=lambda m: (m.card.name, PRECISIONS.index(
             m.card.precision) if m.card.precision in PRECISIONS else 9)):
@@ -206,8 +209,10 @@ def list_models() -> str:
         row = next((r for r in dev if r.get("boxes") == "gt" and r.get("flip")), {})
         note = str((m.card.training_data or {}).get("licence_note", ""))
         licence = "research use only" if "research-use only" in note else (note or "see card")
-        rows.append((m.card.name + (" (default)" if (m.card.name, m.card.precision) == default
-                                    else ""),
+        key = (m.card.name, m.card.precision)
+        mark = " (default)" if key == default else (
+            f" (--{by_preset[key]})" if key in by_preset else "")
+        rows.append((m.card.name + mark,
                      m.card.precision, m.path.name, f"{m.path.stat().st_size / 1e6:.1f}",
                      f"{row['AP']:.3f}" if "AP" in row else "-",
                      f"{row['ms_per_person']:.1f}" if "ms_per_person" in row else "-", licence))
@@ -217,7 +222,9 @@ def list_models() -> str:
                                "ms/person: that run's pose time on 2 CPU cores. Ask for one by "
                                "name and precision (--model evopose2d-s --precision int8) or by "
                                "file name (--model evopose2d-s_int8). Code: Apache-2.0; the "
-                               "weights: trained on research-use-only data (README, Licence).")
+                               "weights: trained on research-use-only data (README, Licence)."
+                               "\n\nPresets (end to end, detector boxes):\n" + "\n".join(
+                                   f"  {name}: {p.summary}" for name, p in PRESETS.items()))
 
 
 def _main(argv: list[str]) -> int:

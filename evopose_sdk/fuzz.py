@@ -11,7 +11,7 @@ sample entry, AVI headers), real 1x1 and 1x5000 images, and a folder named like 
 Checks: :func:`check_api` (``PoseEstimator(...)(path)`` / ``est.stream(path, max_frames=3)``),
 :func:`check_cli` (``evopose_sdk.cli.main`` in this process) and :func:`check_cli_subprocess`
 (a real ``evopose-infer`` process). Model (:func:`make_estimator`): the shipped
-``evopose2d-s-128_int8`` with the whole image as the person box (fast; the decoders are what
+``evopose2d-s-160_int8`` with the whole image as the person box (fast; the decoders are what
 is fuzzed).
 
 Used by ``benchmarks/fuzz_inputs.py`` (hundreds of cases in crash-safe worker processes) and
@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-MODEL = "evopose2d-s-128_int8"
+MODEL = "evopose2d-s-160_int8"
 CLI_ARGS = ["--model", MODEL, "--detector", "none", "--no-flip", "--max-frames", "3", "--quiet"]
 
 IMAGE_MUTATIONS = ("truncate", "bitflip", "header", "zero_chunk", "insert", "junk_after_end",

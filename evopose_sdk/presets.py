@@ -10,15 +10,16 @@ A field left None is not set by the preset, so the estimator's default applies; 
 an image folder) get the flip test and the detector on every image, a video or webcam no
 flip test and the detector every third frame.
 
-| preset | model file | flip test | detector every | dev_val AP, detector boxes | vtest.avi fps |
+| preset | model file | flip test | detector every | dev_val AP, detector boxes | vtest.avi fps (x SSD + Thunder) |
 | --- | --- | --- | ---: | ---: | ---: |
-| ``default`` | evopose2d-s int8 | photos only | 3 (video) | 0.191 (video), 0.207 (photos) | 25.6 |
-| ``accurate`` | evopose2d-s fp32 | on | 1 | 0.210 | 6.0 |
-| ``fast`` | evopose2d-s-128 int8 | off | 5 | 0.076 | 111.7 |
+| ``default`` | evopose2d-s int8 | photos only | 3 (video) | 0.191 (video), 0.207 (photos) | 3.9 (1.37x) |
+| ``accurate`` | evopose2d-s fp32 | on | 1 | 0.210 | 0.8 (0.27x) |
+| ``fast`` | evopose2d-s-160 int8 | off | 5 | 0.135 | 9.1 (3.17x) |
 
-(``benchmarks/bench_runtime.py --frames 150 --skip pose,yolo``, 2 CPU cores; ``docs/benchmarks.md``;
-fps on ``.samples/vtest.avi``. Each summary repeats its row's AP and fps, so ``--help`` says what a
-mode costs in accuracy.)
+(one run of ``benchmarks/bench_runtime.py --frames 150 --skip pose,yolo`` on a 2-core AVX2 VM
+whose int8 convolutions are ~6x slower than the machine of earlier runs, where the default ran
+at 25.6 fps, 2.30x the reference; ``docs/benchmarks.md``. Compare within a run. Each summary
+repeats its row's AP and speed, so ``--help`` says what a mode costs in accuracy.)
 """
 
 from __future__ import annotations
@@ -77,15 +78,19 @@ DEFAULT_PRESET = "default"
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(DEFAULT_PRESET, "evopose2d-s (int8 where within 1 AP of fp32); flip test on photos "
                            "only; on a video the detector every 3rd frame. dev_val AP 0.191 "
-                           "(video) / 0.207 (photos) with detector boxes, 25.6 fps"),
+                           "(video) / 0.207 (photos) with detector boxes; 1.4x the fps of SSD "
+                           "+ MoveNet Thunder"),
     # Two pose threads: the detector (one thread, every 5th frame) and decoding leave the
-    # second core mostly idle, and the pose network takes it.
-    Preset("fast", "the 128x96 model in int8, no flip test, the detector every 5th frame. "
-                   "Coarse: dev_val AP 0.076 with detector boxes (most limbs wrong), 111.7 fps",
-           model="evopose2d-s-128", precision="int8", flip_test=False, detect_every=5,
+    # second core mostly idle, and the pose network takes it (on the 2-vCPU AVX2 VM of the
+    # latest run one thread was as fast, 9.8 vs 9.1 fps; on the earlier machine two were faster).
+    Preset("fast", "the 160x128 model in int8, no flip test, the detector every 5th frame. "
+                   "dev_val AP 0.135 with detector boxes (the default: 0.191); 2.3x the "
+                   "default's fps, 3.2x SSD + MoveNet Thunder's",
+           model="evopose2d-s-160", precision="int8", flip_test=False, detect_every=5,
            threads=2),
     Preset("accurate", "the fp32 model, the flip test and the detector on every frame. "
-                       "dev_val AP 0.210 with detector boxes, 6.0 fps",
+                       "dev_val AP 0.210 with detector boxes; 0.27x the fps of SSD + MoveNet "
+                       "Thunder",
            precision="fp32", flip_test=True, detect_every=1),
 )}
 

@@ -40,7 +40,7 @@ _SUFFIXES_TEXT = or_list(MODEL_SUFFIXES, quote=False)
 
 #: The shipped model used when none is named: EvoPose2D-S at the paper's 256x192 input,
 #: trained on CPU in four stages, the last quantisation-aware (see its card and the README).
-#: ``evopose2d-s-128`` (same genotype at 128x96, about 4x fewer FLOPs) is the faster one.
+#: ``evopose2d-s-160`` (same genotype at 160x128, about 2.4x fewer FLOPs) is the faster one.
 DEFAULT_MODEL = "evopose2d-s"
 
 

@@ -102,7 +102,7 @@ def test_flip_options_reach_the_estimator_only_when_given():
 def test_default_mode_detects_every_third_video_frame_and_every_image(tmp_path):
     """No flags: on a video the detector runs on frames 0, 3, 6 and crops follow the
     keypoints in between; in an image folder it runs on every image."""
-    proc = run_infer([sample("demo.mp4"), "--model", "evopose2d-s-128_int8", "--max-frames", "12",
+    proc = run_infer([sample("demo.mp4"), "--model", "evopose2d-s-160_int8", "--max-frames", "12",
                       "--no-video", "--output", tmp_path / "video"])
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(x) for x in (tmp_path / "video" / "demo_pose.jsonl").read_text()
@@ -117,7 +117,7 @@ def test_default_mode_detects_every_third_video_frame_and_every_image(tmp_path):
     folder.mkdir()
     for name in ("bus.jpg", "zidane.jpg"):
         shutil.copy(sample(name), folder / name)
-    proc = run_infer([folder, "--model", "evopose2d-s-128_int8", "--no-video",
+    proc = run_infer([folder, "--model", "evopose2d-s-160_int8", "--no-video",
                       "--output", tmp_path / "images"])
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(x) for x in (tmp_path / "images" / "photos_pose.jsonl").read_text()
@@ -205,11 +205,11 @@ def test_warnings_print_above_the_progress_bar_and_skips_are_summarised(model, t
 
 
 def test_model_by_file_name_or_name_and_precision_quiet(tmp_path):
-    """--model evopose2d-s-128_int8 and --model evopose2d-s-128 --precision int8 run the
+    """--model evopose2d-s-160_int8 and --model evopose2d-s-160 --precision int8 run the
     same file; --quiet prints nothing (not even LiteRT's XNNPACK INFO line)."""
     records = []
-    for extra in (["--model", "evopose2d-s-128_int8"],
-                  ["--model", "evopose2d-s-128", "--precision", "int8"]):
+    for extra in (["--model", "evopose2d-s-160_int8"],
+                  ["--model", "evopose2d-s-160", "--precision", "int8"]):
         out = tmp_path / extra[-1]
         proc = run_infer([sample("zidane.jpg"), *extra, "--no-flip", "--quiet", "--output", out])
         assert proc.returncode == 0, proc.stderr
@@ -218,7 +218,7 @@ def test_model_by_file_name_or_name_and_precision_quiet(tmp_path):
     for rec in records:
         rec.pop("speed_ms")
     assert records[0] == records[1] and records[0]["people"]
-    proc = run_infer([sample("zidane.jpg"), "--model", "evopose2d-s-128_int8", "--no-flip",
+    proc = run_infer([sample("zidane.jpg"), "--model", "evopose2d-s-160_int8", "--no-flip",
                       "--verbose", "--output", tmp_path / "v"])
     assert "XNNPACK" in proc.stderr  # the line is kept, as a log record, under --verbose
 
@@ -232,10 +232,18 @@ def test_version_and_list_models():
     assert proc.returncode == 0, proc.stderr
     rows = proc.stdout.splitlines()
     assert rows[0].split() == ["name", "precision", "file", "MB", "AP", "ms/person", "licence"]
-    for name in ("evopose2d-s_int8.tflite", "evopose2d-s.onnx", "evopose2d-s-128_int8.tflite"):
+    for name in ("evopose2d-s_int8.tflite", "evopose2d-s.onnx", "evopose2d-s-160_int8.tflite"):
         row = next(r for r in rows if f" {name} " in r)
         assert re.search(r" 0\.\d{3} +\d+\.\d +research use only$", row), row
     assert sum("(default)" in r for r in rows) == 1
+    # each preset's file is marked, and each preset's AP and speed are stated
+    from evopose_sdk.presets import PRESETS
+    from evopose_sdk.registry import resolve_model
+
+    fast = resolve_model(PRESETS["fast"].model, precision=PRESETS["fast"].precision).path.name
+    assert f" {fast} " in next(r for r in rows if "(--fast)" in r)
+    for name, preset in PRESETS.items():
+        assert f"  {name}: {preset.summary}" in rows and "dev_val AP" in preset.summary
     proc = run_infer([])
     assert proc.returncode == 2 and "SOURCE" in proc.stderr
 

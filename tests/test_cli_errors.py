@@ -92,7 +92,7 @@ def test_bad_sources_say_their_own_reason_in_one_line(make, message, tmp_path):
     """Was: 'none of the 1 image(s) in bad/text.jpg can be read' for any unreadable image,
     and FFmpeg's 'moov atom not found' / OpenCV's camera messages on the terminal."""
     src = make(tmp_path)
-    proc = run_infer([src, "--model", "evopose2d-s-128_int8", "--output", tmp_path / "out"])
+    proc = run_infer([src, "--model", "evopose2d-s-160_int8", "--output", tmp_path / "out"])
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
@@ -126,7 +126,7 @@ def _unwritable_folder(tmp_path: Path) -> Path:
 ])
 def test_unusable_output_path_is_named_in_one_line(tmp_path, where, message):
     out = where(tmp_path)
-    proc = run_infer([sample("zidane.jpg"), "--model", "evopose2d-s-128_int8", "--detector", "none",
+    proc = run_infer([sample("zidane.jpg"), "--model", "evopose2d-s-160_int8", "--detector", "none",
                       "--output", out])
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]

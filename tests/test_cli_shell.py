@@ -156,7 +156,7 @@ def _train_args(out: Path) -> list:
 def _interrupt_case(command: str, tmp_path: Path):
     """(argv, ready(stderr), what stderr says after the signal) for ``command``."""
     if command == "evopose-infer":
-        return ([sample("demo.mp4"), "--model", "evopose2d-s-128_int8", "--detector", "none",
+        return ([sample("demo.mp4"), "--model", "evopose2d-s-160_int8", "--detector", "none",
                  "--output", tmp_path / "out"],
                 demo_mid_run,
                 "interrupted by SIGINT after")

@@ -20,7 +20,7 @@ from evopose_sdk.presets import PRESETS
 EXPECTED = {
     "default": dict(file="evopose2d-s_int8.tflite", flip_video=False, flip_photos=True,
                     detect_every_video=3, threads=None),
-    "fast": dict(file="evopose2d-s-128_int8.tflite", flip_video=False, flip_photos=False,
+    "fast": dict(file="evopose2d-s-160_int8.tflite", flip_video=False, flip_photos=False,
                  detect_every_video=5, threads=2),
     "accurate": dict(file="evopose2d-s.onnx", flip_video=True, flip_photos=True,
                      detect_every_video=1, threads=None),
@@ -77,7 +77,7 @@ def test_options_given_win_over_the_preset():
         "--fast", "--threads", "1", "--flip", "--detect-every", "2")) == est.options
     # the preset's help line names what it stands for, from the same object
     help_text = build_parser().format_help()
-    assert PRESETS["fast"].flags() == ("--model evopose2d-s-128 --precision int8 --no-flip "
+    assert PRESETS["fast"].flags() == ("--model evopose2d-s-160 --precision int8 --no-flip "
                                        "--detect-every 5 --threads 2")
     assert "--accurate" in help_text and "--fast" in help_text
 

@@ -53,7 +53,7 @@ def test_readme_documents_the_api_a_user_reaches_for():
 
 def test_webcam_example_without_a_camera_says_so_in_one_line():
     proc = subprocess.run([sys.executable, str(REPO / "examples" / "webcam_demo.py"),
-                           "--camera", "97", "--model", "evopose2d-s-128_int8"],
+                           "--camera", "97", "--model", "evopose2d-s-160_int8"],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
@@ -128,7 +128,7 @@ def test_moved_measurements_are_in_the_docs():
     bench = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     assert "python benchmarks/bench_runtime.py --frames 150 --skip pose,yolo" in bench
     assert "| evopose2d-s_int8.tflite (default) | ground truth | on | 0.230 |" in bench
-    assert "| **fast** (`--fast`) | evopose2d-s-128_int8.tflite | off | 5 | 0.076 |" in bench
+    assert "| **fast** (`--fast`) | evopose2d-s-160_int8.tflite | off | 5 | 0.135 |" in bench
     training = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
     assert "evopose-train --config s --data ../shared/data" in training
     assert "@register_step" in training

@@ -106,7 +106,7 @@ def test_dev_val_report_of_a_shipped_file(tmp_path):
         write_report,
     )
 
-    onnx, int8 = REPO / "models" / "evopose2d-s-128.onnx", Path("x_int8.tflite")
+    onnx, int8 = REPO / "models" / "evopose2d-s-160.onnx", Path("x_int8.tflite")
     assert [r[1:] for r in plan([onnx, int8], quick=True, det_thresholds=[0.3])] == [
         ("gt", True, "dark", None), ("gt", True, "quarter", None),
         ("detector", True, "dark", 0.3), ("gt", True, "dark", None)]
@@ -116,7 +116,7 @@ def test_dev_val_report_of_a_shipped_file(tmp_path):
                                                                   ("gt", "quarter")]
     for row in report["rows"]:
         assert 0.02 < row["AP"] <= 1 and row["ms_per_person"] > 0  # a trained model
-    assert "| evopose2d-s-128 |" in table(report["rows"])
+    assert "| evopose2d-s-160 |" in table(report["rows"])
     path = write_report(report, report_path(tmp_path, "t"))
     assert path.name == "eval_dev_val_t.json" and json.loads(path.read_text()) == report
     with pytest.raises(FileNotFoundError):

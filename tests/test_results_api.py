@@ -14,7 +14,7 @@ from _video_helpers import sample
 
 from evopose_sdk import InputError, Person, PoseEstimator, PoseResult
 
-MODEL = "evopose2d-s-128_int8"  # the fast shipped file: these tests are about the API
+MODEL = "evopose2d-s-160_int8"  # the fast shipped file: these tests are about the API
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +108,10 @@ def test_device_falls_back_to_the_cpu_with_a_clear_message(bus, caplog):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA: the fallback cannot be seen here")
     with caplog.at_level(logging.WARNING, logger="evopose_sdk"):
-        gpu = PoseEstimator("evopose2d-s-128", device="cuda", threads=2)
+        gpu = PoseEstimator("evopose2d-s-160", device="cuda", threads=2)
     assert "CUDAExecutionProvider" in caplog.text and "onnxruntime-gpu" in caplog.text
     assert gpu.device == "cpu" and gpu.model_path.suffix == ".onnx"  # a GPU device runs ONNX
-    with PoseEstimator("evopose2d-s-128", precision="fp32", threads=2) as cpu:
+    with PoseEstimator("evopose2d-s-160", precision="fp32", threads=2) as cpu:
         np.testing.assert_array_equal(gpu(bus).keypoints, cpu(bus).keypoints)
         assert cpu.device == "cpu"
     gpu.close()
@@ -136,8 +136,8 @@ def test_backend_tflite_picks_the_int8_file(caplog):
     with caplog.at_level(logging.WARNING, logger="evopose_sdk"):
         with PoseEstimator(**estimator_options(args)) as est:
             assert est.model_path.name == "evopose2d-s_int8.tflite"
-        with PoseEstimator("evopose2d-s-128", backend="tflite") as est:
-            assert est.model_path.name == "evopose2d-s-128_int8.tflite"
+        with PoseEstimator("evopose2d-s-160", backend="tflite") as est:
+            assert est.model_path.name == "evopose2d-s-160_int8.tflite"
     assert "fp16" not in caplog.text
     with PoseEstimator("evopose2d-s", backend="onnxruntime") as est:  # ONNX: the fp32 file
         assert est.model_path.name == "evopose2d-s.onnx"

@@ -42,7 +42,7 @@ def test_rotated_phone_video_gives_keypoints_in_the_upright_frame(phone_video, t
 
     upright = _ffmpeg_upright_frames(phone_video, tmp_path / "up", 2)
     assert upright[0].shape == (1768, 994, 3)  # portrait
-    with PoseEstimator("evopose2d-s-128_int8", threads=2, detector="whole-image") as est:
+    with PoseEstimator("evopose2d-s-160_int8", threads=2, detector="whole-image") as est:
         streamed = list(est.stream(phone_video, max_frames=2, smoothing=False, detect_every=1))
         for (frame, people), up in zip(streamed, upright, strict=True):
             np.testing.assert_array_equal(frame, up)  # the frame is the upright picture

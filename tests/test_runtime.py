@@ -189,8 +189,8 @@ def test_tflite_fp32_and_int8_run_like_onnx(tflite_models) -> None:
 def test_tflite_runs_a_batch_in_one_call_like_one_by_one(monkeypatch) -> None:
     from evopose_sdk.backends import TFLiteBackend
 
-    model = resolve_model("evopose2d-s-128", backend="tflite", precision="int8").path
-    crops = np.random.default_rng(0).uniform(0, 255, (5, 128, 96, 3)).astype(np.float32)
+    model = resolve_model("evopose2d-s-160", backend="tflite", precision="int8").path
+    crops = np.random.default_rng(0).uniform(0, 255, (5, 160, 128, 3)).astype(np.float32)
     be = TFLiteBackend(model)
     one_by_one = np.concatenate([be.run(crops[i:i + 1]) for i in range(5)])
     np.testing.assert_array_equal(be.run(crops), one_by_one)  # int8: bit-exact

@@ -113,9 +113,9 @@ def test_package_functions_give_what_the_tools_wrote(teacher_run, tmp_path):
 
 def test_rebuilt_checkpoint_matches_the_onnx_file_and_survives_fp16(tmp_path):
     data = require_data("lsp", "litehrnet", "julito", "parse", "lspet", "coco128")
-    out = tmp_path / "s128.keras"
+    out = tmp_path / "s160.keras"
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "recover_keras.py"),
-                           str(REPO / "models" / "evopose2d-s-128.onnx"), "--out", str(out),
+                           str(REPO / "models" / "evopose2d-s-160.onnx"), "--out", str(out),
                            "--data", str(data), "--crops", "24"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -123,7 +123,7 @@ def test_rebuilt_checkpoint_matches_the_onnx_file_and_survives_fp16(tmp_path):
     from evopose_sdk.card import ModelCard
     from evopose_sdk.training.keypoint_sets import read_beside
 
-    card = ModelCard.load(REPO / "models" / "evopose2d-s-128.onnx.json")
+    card = ModelCard.load(REPO / "models" / "evopose2d-s-160.onnx.json")
     assert read_beside(out).to_dict() == {"keypoint_names": card.keypoint_names,
                                           "flip_pairs": card.flip_pairs,
                                           "skeleton": card.skeleton}
@@ -140,8 +140,8 @@ def test_rebuilt_checkpoint_matches_the_onnx_file_and_survives_fp16(tmp_path):
     assert not np.allclose(bn[3], 1.0, atol=0.05)  # real statistics, not identity
     from evopose_sdk.training.recover_keras import calibration_crops
 
-    crops = calibration_crops(data, (128, 96), 8, seed=7)
-    sess = ort.InferenceSession(str(REPO / "models" / "evopose2d-s-128.onnx"),
+    crops = calibration_crops(data, (160, 128), 8, seed=7)
+    sess = ort.InferenceSession(str(REPO / "models" / "evopose2d-s-160.onnx"),
                                 providers=["CPUExecutionProvider"])
     ref = sess.run(None, {sess.get_inputs()[0].name: crops})[0]
     got = model.predict(crops, verbose=0)

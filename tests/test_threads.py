@@ -57,7 +57,7 @@ def test_eight_threads_give_the_serial_results(photos, precision, detector):
     boxes = [np.array([[0, 0, p.shape[1], p.shape[0]], [p.shape[1] * 0.1, p.shape[0] * 0.2,
                                                          p.shape[1] * 0.6, p.shape[0] * 0.9]])
              for p in photos]
-    with PoseEstimator("evopose2d-s-128", precision=precision, threads=2) as est:
+    with PoseEstimator("evopose2d-s-160", precision=precision, threads=2) as est:
         assert est.card.precision == precision
 
         def call(i: int):
@@ -85,7 +85,7 @@ def test_tflite_pool_gives_overlapping_calls_interpreters_of_their_own(photos):
     from evopose_sdk.backends import TFLiteBackend
     from evopose_sdk.registry import resolve_model
 
-    model = resolve_model("evopose2d-s-128", backend="tflite", precision="int8").path
+    model = resolve_model("evopose2d-s-160", backend="tflite", precision="int8").path
     with PoseEstimator(model, detector="whole-image") as est:  # crops of real photos
         batches = [est.pipeline.preprocess(p, np.array([[0, 0, p.shape[1], p.shape[0]],
                                                         [10, 20, 300, 350]][: 1 + i % 2]))

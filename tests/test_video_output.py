@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from _video_helpers import REPO, sample
 
-FAST = ["--model", "evopose2d-s-128_int8", "--threads", "2"]
+FAST = ["--model", "evopose2d-s-160_int8", "--threads", "2"]
 
 
 def _cli(args: list, timeout: float = 600) -> subprocess.CompletedProcess:

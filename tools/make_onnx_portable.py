@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrite shipped pose ONNX files so that OpenCV DNN loads them too (issue 27).
 
-    python tools/make_onnx_portable.py models/evopose2d-s.onnx models/evopose2d-s-128.onnx \
+    python tools/make_onnx_portable.py models/evopose2d-s.onnx models/evopose2d-s-160.onnx \
         --data ../shared/data
 
 The Keras checkpoints of the shipped models are not in the tree (weights/ holds a later
