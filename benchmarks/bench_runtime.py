@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                           "evopose-infer VIDEO (no flags) as a whole process: peak RSS by "
                           f"video length; model files {sum(f.stat().st_size for f in files) / 2**20:.1f} MiB"))
     results["goals"] = goals = issue13_goals(results)
-    text.append("\n## issue 13 goals\n" + json.dumps(goals, indent=1))
+    text.append("\n## speed and memory goals\n" + json.dumps(goals, indent=1))
     if e2e:
         text.append("\n## modes, as in the README\n" + markdown_modes(results))
     report = "\n".join(text)

@@ -1,4 +1,4 @@
-"""ONNX Runtime vs OpenCV DNN vs OpenVINO on the shipped ONNX files, side by side (issue 27).
+"""ONNX Runtime vs OpenCV DNN vs OpenVINO on the shipped ONNX files, side by side.
 
 For each shipped pose network (``models/*.onnx``) and the person detector
 (``models/detectors/*.onnx``), every runtime at ``--threads`` threads:

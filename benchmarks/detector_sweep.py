@@ -20,7 +20,7 @@ then NMS, which is what the detectors do):
 
 The operating point of a detector (``--choose``): the (NMS IoU, threshold) of highest recall
 whose false positives per image are at most those of the SSD detector at its shipped 0.3 / 0.6
-(the default before issue 23) under both protocols (``--protocol`` for one), ties to the higher
+(the default detector before YOLOX-nano was measured) under both protocols (``--protocol`` for one), ties to the higher
 threshold. Chosen on dev_val only. With
 ``--ap MODEL``, each detector's shipped point (and its chosen one) is also scored as COCO
 keypoint AP with ``MODEL`` on its boxes (flip test on, as the detector rows of

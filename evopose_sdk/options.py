@@ -154,7 +154,7 @@ class PoseEstimatorOptions:
 
 
 #: A shipped model's int8 file is the default when its card's dev_val AP (ground-truth boxes,
-#: flip on) is at most this far below the fp32 file's (issue 13: "whichever costs <= 1 AP").
+#: flip on) is at most this far below the fp32 file's (the accuracy goal: "whichever costs <= 1 AP").
 INT8_MAX_AP_DROP = 0.01
 
 

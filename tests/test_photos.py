@@ -1,4 +1,4 @@
-"""Photos are photos (issue 24): each image of a folder or a list is estimated alone, with
+"""Photos are photos: each image of a folder or a list is estimated alone, with
 the accurate settings (flip test on); video keeps the fast ones. Shipped model, real photos."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The fast video path (issue 13): the person-only SSD ONNX detector, the two-stage pipelined
+"""The fast video path: the person-only SSD ONNX detector, the two-stage pipelined
 stream, the default precision rule and ONNX Runtime memory across crop-batch sizes.
 
 All on real files: the shipped detector and pose models, real photos and video frames.

@@ -1,4 +1,4 @@
-"""What a pose-library user reaches for (issue 24): per-person indexing, plot / save / show,
+"""What a pose-library user reaches for: per-person indexing, plot / save / show,
 JSON / COCO / supervision export, device choice, clear errors. Shipped model, real photos."""
 
 from __future__ import annotations

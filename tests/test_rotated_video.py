@@ -1,4 +1,4 @@
-"""Phone videos carry a rotation flag (issue 24): keypoints come out in the upright frame and
+"""Phone videos carry a rotation flag: keypoints come out in the upright frame and
 the written video is upright, with no flag left for a player to apply twice. The phone video
 is demo.mp4 with ffmpeg's rotate=90 flag (Debian's ffmpeg; the test skips without it)."""
 

@@ -109,7 +109,7 @@ def test_result_indexing_and_exports() -> None:
     r = _result()
     assert len(r) == 3 and r.track_ids.tolist() == [-1, -1, -1]
     assert len(r[r.scores > 0.5]) == 2 and len(r[1:]) == 2 and len(r[[2, 0]]) == 2
-    one = r[-1]  # an int drops the person axis (issue 24); a slice keeps it
+    one = r[-1]  # an int drops the person axis; a slice keeps it
     assert one.keypoints.shape == (17, 3) and one.box_xyxy.shape == (4,)
     assert one.score == r.scores[-1] and one.track_id == -1
     assert len(r[-1:]) == 1 and r[-1:].keypoints.shape == (1, 17, 3)

@@ -1,6 +1,6 @@
 """One PoseEstimator shared by 8 threads (a web service) gives what serial calls give, bit for
 bit, and never crashes: fp32 (ONNX Runtime) and int8 (LiteRT, whose interpreter is not
-thread-safe) files, with the detector and with boxes given. Real photos (issue 24)."""
+thread-safe) files, with the detector and with boxes given. Real photos."""
 
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def demo_clip(tmp_path_factory):
 
 
 def test_people_keep_id_and_pose_through_a_detector_gap(demo_clip):
-    """Issue 23: the detector sees nobody on its 3rd-6th calls (frames 6-17 of 36 at
+    """the detector sees nobody on its 3rd-6th calls (frames 6-17 of 36 at
     detect_every=3; and on frame 24 it misses the man by itself). Both people stay in every
     frame, posed from the crops that follow their keypoints, with the ids they had before
     the gap; nobody is untracked (-1)."""

@@ -1,4 +1,4 @@
-"""The annotated video a user gets (issue 24): H.264 that a real browser (Debian's headless
+"""The annotated video a user gets: H.264 that a real browser (Debian's headless
 chromium) plays, no larger than 1.5x the source, and mp4v with a warning without PyAV. Real
 video: all 230 frames of demo.mp4 through evopose-infer."""
 

@@ -1,4 +1,4 @@
-"""YOLOX-nano (issue 23; ``detector="yolox"``) from models/detectors/, on real photos.
+"""YOLOX-nano (``detector="yolox"``) from models/detectors/, on real photos.
 
 All on the shipped ONNX file through ONNX Runtime, the sample photos and the SSD it replaced.
 """
@@ -88,7 +88,7 @@ def test_finds_each_man_in_the_sample_photos_with_one_box_each(yolox, photo, men
 
 
 def test_zidane_one_box_per_man_where_ssd_gave_one_box_for_both(yolox) -> None:
-    """Issue 23, item 5. SSD's best box spans both men (x 93-1106) and no threshold or NMS
+    """SSD's best box spans both men (x 93-1106) and no threshold or NMS
     setting fixes it: its best box on Zidane alone scores 0.09. YOLOX gives two boxes."""
     image = cv2.imread(str(sample("zidane.jpg")))
     ssd = SSDPersonOnnxDetector(score_threshold=0.3)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rewrite shipped pose ONNX files so that OpenCV DNN loads them too (issue 27).
+"""Rewrite shipped pose ONNX files so that OpenCV DNN loads them too.
 
     python tools/make_onnx_portable.py models/evopose2d-s.onnx models/evopose2d-s-160.onnx \
         --data ../shared/data
