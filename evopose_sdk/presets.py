@@ -16,10 +16,11 @@ flip test and the detector every third frame.
 | ``accurate`` | evopose2d-s fp32 | on | 1 | 0.210 | 0.8 (0.27x) |
 | ``fast`` | evopose2d-s-160 int8 | off | 5 | 0.135 | 9.1 (3.17x) |
 
-(one run of ``benchmarks/bench_runtime.py --frames 150 --skip pose,yolo`` on a 2-core AVX2 VM
-whose int8 convolutions are ~6x slower than the machine of earlier runs, where the default ran
-at 25.6 fps, 2.30x the reference; ``docs/benchmarks.md``. Compare within a run. Each summary
-repeats its row's AP and speed, so ``--help`` says what a mode costs in accuracy.)
+(one run of ``benchmarks/bench_runtime.py --frames 150 --skip pose,yolo`` on a 2-vCPU AMD VM
+with AVX2, much slower than the machine of earlier runs: the default's pose network 240 vs 33 ms
+per frame, the reference 2.9 vs 11.1 fps, the default then 25.6 fps and 2.30x the reference;
+``docs/benchmarks.md``. Compare within a run. Each summary repeats its row's AP and speed, so
+``--help`` says what a mode costs in accuracy.)
 """
 
 from __future__ import annotations
