@@ -6,8 +6,12 @@ are matched to every other live track (active and recently lost) by IoU,
 then the low-score boxes are matched to the tracks that are still unmatched (ByteTrack: the
 active ones only; here lost ones too, as a low box that matches nothing starts a track),
 which keeps ids through occlusion. :class:`DetectorGapFiller` keeps the people a detector
-misses for a few frames in a video's results, posed from their keypoint boxes. Track boxes are
-predicted forward with a smoothed constant-velocity model before matching.
+misses for a few frames in a video's results, posed from their keypoint boxes. A track is
+matched at whichever of three places overlaps a box more: its box predicted forward with a
+smoothed constant-velocity model, its box as it was, and its last detection moved on at the
+velocity between detections (a box that followed the keypoints can drift onto a neighbour;
+vtest.avi's pair walking side by side swapped ids that way). Matching takes as many pairs
+as the IoU gate allows, then the largest total IoU.
 
 The optimal assignment is solved with ``lap.lapjv`` (PyPI ``lap``: a small, maintained,
 numpy-only C++ solver of the linear assignment problem) when it is installed, otherwise
@@ -58,13 +62,22 @@ def box_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
 
 
 def assign_by_iou(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
-    """Pairs (row, col) maximising total IoU with every pair's IoU >= ``min_iou``."""
+    """Pairs (row, col), each with IoU >= ``min_iou``: as many pairs as possible, and among
+    those the largest total IoU (the CLEAR-MOT matching rule). Maximising total IoU alone
+    would leave two people unmatched where one box overlaps both: a track whose box spans
+    two people walking side by side takes the one detection it overlaps most, and the
+    other person's track and detection both go unmatched (a new id, then a switch)."""
     if iou.size == 0:
         return []
+    feasible = iou >= min_iou
+    if not feasible.any():
+        return []
     if _lap is not None:
-        _, x, _ = _lap.lapjv(1.0 - iou, extend_cost=True, cost_limit=1.0 - min_iou + 1e-9)
-        return [(r, int(c)) for r, c in enumerate(x) if c >= 0 and iou[r, c] >= min_iou]
-    pairs, used_r, used_c = [], set(), set()
+        # an infeasible pair costs more than any set of feasible ones: fewest such first
+        cost = np.where(feasible, 1.0 - iou, float(min(iou.shape) + 1))
+        _, x, _ = _lap.lapjv(cost, extend_cost=True)
+        return [(r, int(c)) for r, c in enumerate(x) if c >= 0 and feasible[r, c]]
+    pairs, used_r, used_c = [], set(), set()  # greedy: exact for well-separated people
     for flat in np.argsort(-iou, axis=None):
         r, c = divmod(int(flat), iou.shape[1])
         if iou[r, c] < min_iou:
@@ -83,6 +96,17 @@ class _Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # px / frame
     lost: int = 0  # frames since the last match
     hits: int = 1
+    # the last box matched by overlap (a detection, not a crop that followed keypoints), its
+    # velocity from one such box to the next, and the frames since: keypoint boxes change
+    # shape with the pose and drift onto a neighbour, detections of one person do not
+    anchor: np.ndarray | None = None
+    anchor_velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    anchor_age: int = 0
+    anchors: int = 1  # boxes matched by overlap so far (the first one included)
+
+    def __post_init__(self) -> None:
+        if self.anchor is None:
+            self.anchor = self.box.astype(np.float64).copy()
 
     def predicted(self, decay: float = 0.8) -> np.ndarray:
         # constant velocity, damped while the track is lost: the n-th unseen frame moves
@@ -90,12 +114,29 @@ class _Track:
         steps = decay * (1.0 - decay ** (self.lost + 1)) / (1.0 - decay)
         return self.box + self.velocity * steps
 
-    def update(self, box: np.ndarray, momentum: float) -> None:
+    def anchor_predicted(self) -> np.ndarray:
+        """The last detection moved on to this frame at the velocity between detections (the
+        followed boxes' velocity until a second detection gives one)."""
+        velocity = self.anchor_velocity if self.anchors > 1 else self.velocity
+        return self.anchor + velocity * (self.anchor_age + 1)
+
+    def update(self, box: np.ndarray, momentum: float, anchor: bool = False) -> None:
         step = (box - self.box) / (self.lost + 1)
         self.velocity = momentum * self.velocity + (1.0 - momentum) * step
         self.box = box.astype(np.float64)
         self.lost = 0
         self.hits += 1
+        if anchor:
+            step = (box - self.anchor) / (self.anchor_age + 1)
+            keep = momentum if self.anchors > 1 else 0.0  # the first measurement taken whole
+            self.anchor_velocity = keep * self.anchor_velocity + (1.0 - keep) * step
+            self.anchor = self.box.copy()
+            self.anchor_age = 0
+            self.anchors += 1
+
+    def age(self) -> None:
+        """One more frame without an update by overlap."""
+        self.anchor_age += 1
 
 
 class ByteTracker:
@@ -174,28 +215,41 @@ class ByteTracker:
         rest = [i for i in range(len(tracks)) if i not in matched_tracks]
         pred = np.array([tracks[i].predicted() for i in rest]).reshape(-1, 4)
         last = np.array([tracks[i].box for i in rest]).reshape(-1, 4)
-        # 1) high-score boxes vs the other live tracks, each at its predicted or its last box,
-        #    whichever overlaps more (motion extrapolated from jittery boxes or over a gap drifts)
-        for r, c in assign_by_iou(np.maximum(box_iou(boxes[high], pred),
-                                             box_iou(boxes[high], last)), self.match_iou):
+        anchor = np.array([tracks[i].anchor_predicted() for i in rest]).reshape(-1, 4)
+        anchored = np.zeros(len(tracks), bool)
+
+        def overlap(sel: np.ndarray, cols: list[int] | slice) -> np.ndarray:
+            # each track at three places, whichever overlaps more: its box predicted, its box
+            # as it was (motion extrapolated from jittery boxes or over a gap drifts), and its
+            # last detection moved on (a followed box that drifted onto a neighbour)
+            return np.maximum.reduce([box_iou(boxes[sel], pred[cols]),
+                                      box_iou(boxes[sel], last[cols]),
+                                      box_iou(boxes[sel], anchor[cols])])
+
+        # 1) high-score boxes vs the other live tracks
+        for r, c in assign_by_iou(overlap(high, slice(None)), self.match_iou):
             d, t = int(high[r]), tracks[rest[c]]
-            t.update(boxes[d], self.momentum)
+            t.update(boxes[d], self.momentum, anchor=True)
             ids[d] = t.track_id
             matched_tracks.add(rest[c])
+            anchored[rest[c]] = True
         # 2) low-score boxes vs the tracks still unmatched (ByteTrack: the active ones only;
         #    here lost ones too: a low box that matched no track would start a new one below)
         left = [k for k, i in enumerate(rest) if i not in matched_tracks]
         if len(low) and left:
-            iou = np.maximum(box_iou(boxes[low], pred[left]), box_iou(boxes[low], last[left]))
+            iou = overlap(low, left)
             for r, c in assign_by_iou(iou, self.low_match_iou):
                 d, t = int(low[r]), tracks[rest[left[c]]]
-                t.update(boxes[d], self.momentum)
+                t.update(boxes[d], self.momentum, anchor=True)
                 ids[d] = t.track_id
                 matched_tracks.add(rest[left[c]])
+                anchored[rest[left[c]]] = True
         # 3) age unmatched tracks, drop old ones
         for i, t in enumerate(tracks):
             if i not in matched_tracks:
                 t.lost += 1
+            if not anchored[i]:
+                t.age()
         self._tracks = [t for t in tracks if t.lost <= self.max_lost]
         # 4) new tracks from unmatched boxes scoring new_track_score or more
         for d in np.argsort(-scores, kind="stable"):

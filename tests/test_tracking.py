@@ -240,3 +240,31 @@ def test_gap_filler_lets_go_of_a_person_the_pose_network_no_longer_sees(demo_cli
         assert len(boxes) == 1  # no detection covers it: followed ...
         posed = est.estimate_detections(frame, boxes, scores)
         assert not filler.keep(posed, np.zeros((0, 4))).any()  # ... and let go
+
+
+def test_two_people_side_by_side_keep_their_ids_when_a_followed_box_drifts():
+    """vtest.avi frames 24-30 as the video stream saw them (rounded): a pair walks left side
+    by side; between detector frames the jacket's followed box grows onto his neighbour
+    (frames 28-29), so it overlaps her detection at frame 30 more than his own. Both must
+    keep their ids: the tracker also places each track at its last detection moved on, and
+    matches as many people as possible before maximising overlap."""
+    jacket_det = {24: [657, 268, 696, 359], 27: [647, 265, 686, 359], 30: [624, 258, 659, 346]}
+    blonde_det = {24: [678, 261, 731, 361], 27: [672, 259, 719, 358], 30: [659, 252, 697, 351]}
+    jacket_followed = {25: [663, 260, 698, 365], 26: [662, 260, 703, 364],
+                       28: [648, 259, 708, 364], 29: [643, 256, 695, 357]}
+    blonde_followed = {25: [683, 265, 736, 365], 26: [677, 262, 733, 364],
+                       28: [678, 259, 725, 360], 29: [673, 255, 714, 359]}
+    t = ByteTracker()
+    ids = {}
+    for frame in range(24, 31):
+        if frame in jacket_det:  # detector frame: her box first, as the detector gave them
+            got = t.update(np.array([blonde_det[frame], jacket_det[frame]], float),
+                           np.array([0.8, 0.8]))
+            blonde, jacket = int(got[0]), int(got[1])
+            ids.setdefault("jacket", jacket)
+            ids.setdefault("blonde", blonde)
+            assert (jacket, blonde) == (ids["jacket"], ids["blonde"]), frame
+        else:  # crops that followed each one's keypoints
+            t.update(np.array([jacket_followed[frame], blonde_followed[frame]], float),
+                     np.array([0.8, 0.8]), known_ids=np.array([ids["jacket"], ids["blonde"]]))
+    assert ids["jacket"] != ids["blonde"]
