@@ -116,9 +116,11 @@ class _Track:
 
     def anchor_predicted(self) -> np.ndarray:
         """The last detection moved on to this frame at the velocity between detections (the
-        followed boxes' velocity until a second detection gives one)."""
+        followed boxes' velocity until a second detection gives one), for at most 6 frames."""
         velocity = self.anchor_velocity if self.anchors > 1 else self.velocity
-        return self.anchor + velocity * (self.anchor_age + 1)
+        # at most 6 frames on (two detector intervals at the default of every 3rd frame): a
+        # track lost for longer is not carried across the picture into someone else
+        return self.anchor + velocity * min(self.anchor_age + 1, 6)
 
     def update(self, box: np.ndarray, momentum: float, anchor: bool = False) -> None:
         step = (box - self.box) / (self.lost + 1)
