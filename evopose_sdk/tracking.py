@@ -136,10 +136,6 @@ class _Track:
             self.anchor_age = 0
             self.anchors += 1
 
-    def age(self) -> None:
-        """One more frame without an update by overlap."""
-        self.anchor_age += 1
-
 
 class ByteTracker:
     """ByteTrack-style association of person boxes to persistent integer ids.
@@ -250,8 +246,8 @@ class ByteTracker:
         for i, t in enumerate(tracks):
             if i not in matched_tracks:
                 t.lost += 1
-            if not anchored[i]:
-                t.age()
+            if not anchored[i]:  # one more frame since its last detection
+                t.anchor_age += 1
         self._tracks = [t for t in tracks if t.lost <= self.max_lost]
         # 4) new tracks from unmatched boxes scoring new_track_score or more
         for d in np.argsort(-scores, kind="stable"):
