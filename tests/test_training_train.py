@@ -175,9 +175,13 @@ def test_short_real_training_learns_keypoints(tmp_path):
     (``weights/evopose2d-s_main.weights.npz``, trained at 256x192) built at a new input size,
     160x128, then 40 steps of batch 8 on those people. AP on them must rise far above the
     start and the heatmap loss must fall; a disagreement between the training targets, the crop
-    geometry and the decoder would keep AP down. Measured (2 shared CPU cores, ~150 CPU s):
-    AP 0.42 -> 0.78, AP50 0.92 -> 1.0, loss 0.0027 -> 0.0011. (The from-scratch run this
-    replaced took 330 steps of batch 16, most of the suite's time, for the same evidence.)"""
+    geometry and the decoder would keep AP down. The gain shows at the strict threshold (AP75);
+    at OKS 0.5 the start already finds 15 of the 16, so AR50 only must not fall (AP50 moves
+    with the score order alone: 0.927 -> 0.923 from the stage-15 weights). Measured (2 shared
+    CPU cores, ~150 CPU s), from the stage-15 step-250 weights: AP 0.40 -> 0.72, AP75
+    0.27 -> 0.87, AR50 0.94 -> 0.94. The start is the continuation file, so each new one
+    committed is checked with this test. (The from-scratch run this replaced took 330 steps
+    of batch 16, most of the suite's time, for the same evidence.)"""
     root = require_data("litehrnet")
     from evopose_sdk.training import evaluate, transfer
 
@@ -203,8 +207,10 @@ def test_short_real_training_learns_keypoints(tmp_path):
     assert res.num_people == n_people
     _, loss = read_loss_curve(tmp_path, "heatmap_loss")
     assert loss[-2:].mean() < 0.6 * loss[:2].mean(), "heatmap loss did not fall"
-    assert res.stats["AP"] > base_res.stats["AP"] + 0.15, (base_res.summary(), res.summary())
-    assert res.stats["AP50"] > base_res.stats["AP50"], res.summary()
+    summaries = (base_res.summary(), res.summary())
+    assert res.stats["AP"] > base_res.stats["AP"] + 0.15, summaries
+    assert res.stats["AP75"] > base_res.stats["AP75"] + 0.3, summaries
+    assert res.stats["AR50"] >= base_res.stats["AR50"], summaries
 
 
 def test_train_threads_limits_tensorflow_cpu_threads():
