@@ -281,7 +281,10 @@ def ship_main(argv: Sequence[str] | None = None, *,
                     help="the agreement table JSON of tools/teacher_labels.py used by a stage")
     ap.add_argument("--data", type=Path, default=repo.parent / "shared" / "data")
     ap.add_argument("--peers", type=Path, default=Path("/tmp/peers/models"))
-    ap.add_argument("--out", type=Path, default=repo / "models")
+    ap.add_argument("--out", type=Path, default=repo / "models",
+                    help="models folder (default: the checkout's models/, whose dev_val JSON "
+                         "goes to benchmarks/results/); any other folder, a trial ship, keeps "
+                         "its dev_val JSON beside its files")
     ap.add_argument("--device", default=DEFAULT_DEVICE)
     args = ap.parse_args(argv)
     if len(args.recipe) != len(args.run_dir):
@@ -290,9 +293,11 @@ def ship_main(argv: Sequence[str] | None = None, *,
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from evopose_sdk.errors import EvoPoseError  # noqa: PLC0415
 
+    shipping = args.out.resolve() == (repo / "models").resolve()
+    results_dir = repo / "benchmarks" / "results" if shipping else args.out
     try:
         ship_model(args.checkpoint, args.name, args.recipe, args.run_dir, data=args.data,
-                   out=args.out, results_dir=repo / "benchmarks" / "results", peers=args.peers,
+                   out=args.out, results_dir=results_dir, peers=args.peers,
                    device=args.device, pseudo_faces=args.pseudo_faces,
                    teacher_labels=args.teacher_labels, earlier=args.earlier_stages)
     except (EvoPoseError, FileNotFoundError) as exc:  # e.g. export's ExportError: one line
