@@ -5,8 +5,9 @@ ground-truth boxes. This script puts the two side by side for each detector at i
 operating point, and tries the two cheap ways to move detector-box AP without a new detector:
 
 - the instance score: ``mean keypoint score x box_score ** a`` (the runtime uses ``a = 1``);
-- boxes refined by a first pose pass: the box of the keypoints scoring above 0.2, padded 1.2x,
-  mixed with the detector's box (``mix`` 1: the keypoint box alone), posed again.
+- boxes refined by a first pose pass: :func:`evopose_sdk.follow.keypoint_boxes` (the boxes
+  video follows people with: keypoints scoring 0.2, grown 0.1 x size on each side), mixed
+  with the detector's box (``mix`` 1: the keypoint box alone), posed again.
 
 Usage (from the repo root; about 2 minutes per detector on one idle core)::
 
@@ -25,9 +26,8 @@ import cv2
 import numpy as np
 
 from evopose_sdk import PoseEstimator
-from evopose_sdk.nms import oks_nms
+from evopose_sdk.follow import keypoint_boxes
 from evopose_sdk.result import PoseResult
-from evopose_sdk.topdown import instance_scores
 from evopose_sdk.training.evaluate_runtime import (
     coco_eval,
     ignored_detections,
@@ -37,33 +37,6 @@ from evopose_sdk.training.evaluate_runtime import (
 
 SCORE_EXPONENTS = (0.0, 0.5, 1.0, 2.0)
 REFINE_MIX = (1.0, 0.5)
-
-
-def keypoint_box(xy: np.ndarray, scores: np.ndarray, box: np.ndarray, thr: float = 0.2,
-                 pad: float = 1.2) -> np.ndarray:
-    """xyxy box of the keypoints (K, 2) scoring above ``thr``, padded ``pad`` times; ``box``
-    when fewer than 4 do."""
-    m = scores > thr
-    if m.sum() < 4:
-        return box
-    lo, hi = xy[m].min(0), xy[m].max(0)
-    c, half = (lo + hi) / 2, (hi - lo) * pad / 2
-    return np.concatenate([c - half, c + half]).astype(np.float32)
-
-
-def rescored(res: PoseResult, exponent: float, est: PoseEstimator) -> PoseResult:
-    """``res`` (people in box order, no NMS) with instance scores ``kp x box ** exponent``,
-    then OKS-NMS as the runtime does."""
-    if not len(res):
-        return res
-    s = instance_scores(res.keypoint_scores, res.box_scores ** exponent)
-    b = res.boxes_xyxy
-    areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    keep = oks_nms(res.keypoints_xy, s, areas, est.options.oks_nms,
-                   np.asarray(est.card.oks_sigmas, np.float64)) \
-        if len(b) > 1 else np.arange(len(b))
-    return PoseResult(b[keep], res.box_scores[keep], res.keypoints[keep], s[keep],
-                      res.track_ids[keep], res.image_hw, res.keypoint_names, res.skeleton)
 
 
 def run(model: Path, detector: str, data: Path) -> list[dict]:
@@ -89,15 +62,15 @@ def run(model: Path, detector: str, data: Path) -> list[dict]:
                 add("ground-truth boxes", im, gxy,
                     est.estimate_boxes(img, gxy.astype(np.float32), nms=False), False)
             boxes, scores = est.detect(img)
-            first = est.estimate_boxes(img, boxes, scores, nms=False)
-            for a in SCORE_EXPONENTS:
-                add(f"detector boxes, score kp x box^{a:g}", im, gxy, rescored(first, a, est),
-                    True)
+            for a in SCORE_EXPONENTS:  # the runtime's chain, with box scores ** a
+                add(f"detector boxes, score kp x box^{a:g}", im, gxy,
+                    est.estimate_boxes(img, boxes, scores ** a, nms=True), True)
+            if not len(boxes):
+                continue
+            # the keypoint boxes that follow people between video detector frames
+            kb = keypoint_boxes(est.estimate_boxes(img, boxes, scores, nms=False),
+                                min_keypoints=4)
             for mix in REFINE_MIX:
-                if not len(boxes):
-                    continue
-                kb = np.stack([keypoint_box(first.keypoints_xy[i], first.keypoint_scores[i],
-                                            boxes[i]) for i in range(len(boxes))])
                 refined = mix * kb + (1 - mix) * boxes
                 add(f"refined boxes, mix {mix:g}", im, gxy,
                     est.estimate_boxes(img, refined, scores, nms=True), True)
